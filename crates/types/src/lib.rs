@@ -1,0 +1,22 @@
+//! Shared vocabulary of Charter: validated names, scopes and model references.
+//!
+//! Everything here is plain data without I/O. Names are newtypes that can only be
+//! built through validation (`TryFrom<String>`, also used by serde), so a value of
+//! these types is known to be safe to use as a path component or a database key.
+
+mod names;
+mod scope;
+
+pub use names::{ModelName, ModelRef, NameError, TenantName};
+pub use scope::{Scope, ScopeError, Scopes};
+
+/// The tenant every admin key belongs to; created by the first migration.
+pub const ADMIN_TENANT: &str = "admin";
+
+/// Seconds since the Unix epoch, the one timestamp representation in records.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
