@@ -154,8 +154,19 @@ mod tests {
         }
         let long = "a".repeat(65);
         for bad in [
-            "", "../x", "a/b", "a\\b", "..", "a..b", "%2e%2e", "a\0b", ".hidden", "-x", "é",
-            "a b", long.as_str(),
+            "",
+            "../x",
+            "a/b",
+            "a\\b",
+            "..",
+            "a..b",
+            "%2e%2e",
+            "a\0b",
+            ".hidden",
+            "-x",
+            "é",
+            "a b",
+            long.as_str(),
         ] {
             check(bad, false);
         }
