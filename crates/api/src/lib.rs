@@ -1,1 +1,72 @@
-//! TODO
+//! The HTTP face of Charter: an axum router, thin handlers, wire types, the error
+//! table and the OpenAPI document.
+//!
+//! Handlers extract, make one service call and map the result; they never touch SQL
+//! or candle. Every route is listed once in [`routes::table`], which both builds the
+//! router and drives the route × permission test.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::{ApiError, ApiResult};
+pub use state::{ApiConfig, AppState, MetricsRender};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the whole application: public routes, protected routes behind the
+/// authentication layer, and the shared layers around both.
+pub fn router(state: AppState) -> Router {
+    let mut public = Router::new();
+    let mut protected = Router::new();
+    for route in routes::table() {
+        if route.scopes.is_none() {
+            public = public.route(route.path, route.handler);
+        } else {
+            protected = protected.route(route.path, route.handler);
+        }
+    }
+    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let timeout = Duration::from_secs(state.config().request_timeout_secs);
+    public
+        .merge(protected)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config().max_json_body))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Counts requests and their latency by route template and status, never by raw path.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("charter_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("charter_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -65,15 +65,14 @@ impl ApiKey {
         })
     }
 
-    /// The hash stored in the database, hex encoded.
-    pub fn secret_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.secret.expose().as_bytes()))
+    /// The SHA-256 of the secret, as stored in the database.
+    pub fn secret_hash(&self) -> Vec<u8> {
+        Sha256::digest(self.secret.expose().as_bytes()).to_vec()
     }
 
     /// Constant-time comparison of this key's secret with a stored hash.
-    pub fn matches(&self, stored_hash: &str) -> bool {
-        let ours = self.secret_hash();
-        ours.as_bytes().ct_eq(stored_hash.as_bytes()).into()
+    pub fn matches(&self, stored_hash: &[u8]) -> bool {
+        self.secret_hash().as_slice().ct_eq(stored_hash).into()
     }
 }
 

@@ -1,0 +1,77 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+//!
+//! Checked in as `docs/openapi.json`; a test fails when the two drift apart
+//! (regenerate with `cargo run -p charter -- openapi > docs/openapi.json`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::{self, keys, models, system, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Charter",
+        description = "Self-hosted Model-as-a-Service: serve, train and govern models. \
+                       Every route but /health, /ready and /metrics needs 'Authorization: Bearer <key>'."
+    ),
+    paths(
+        system::health,
+        system::ready,
+        system::metrics,
+        models::openai_list,
+        models::list,
+        models::show,
+        models::remove,
+        models::upload,
+        models::show_version,
+        models::remove_version,
+        tenants::list,
+        tenants::create,
+        tenants::remove,
+        keys::list,
+        keys::create,
+        keys::revoke,
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        routes::CreateKeyRequest,
+        routes::CreateKeyResponse,
+        routes::KeyView,
+        routes::CreateTenantRequest,
+        routes::TenantView,
+        routes::ModelList,
+        routes::ModelView,
+        routes::VersionView,
+        routes::OpenAiModel,
+        routes::OpenAiModelList,
+    )),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as a value.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON, exactly as checked in.
+pub fn document_json() -> String {
+    document()
+        .to_pretty_json()
+        .expect("the OpenAPI document always serialises: this is a bug")
+}

@@ -1,0 +1,109 @@
+//! Every route of the API, listed once.
+//!
+//! [`table`] is the single source for the router and for the route × permission
+//! test: a route is either public (listed here with `scopes: None`, which only the
+//! health, readiness and metrics routes are) or requires the scopes named.
+
+pub(crate) mod keys;
+pub(crate) mod models;
+pub(crate) mod system;
+pub(crate) mod tenants;
+
+use axum::http::{Method, StatusCode};
+use axum::routing::{delete, get, post, MethodRouter};
+use types::Scope;
+
+use crate::auth::{self, Permission};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
+pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
+pub use tenants::{CreateTenantRequest, TenantView};
+
+/// One route: its method, path template, who may call it, and its handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// `None` for the public allowlist; otherwise any one of these scopes suffices.
+    pub scopes: Option<&'static [Scope]>,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route<P: Permission>(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        method,
+        path,
+        scopes: Some(P::SCOPES),
+        handler,
+    }
+}
+
+fn public(path: &'static str, handler: MethodRouter<AppState>) -> Route {
+    Route {
+        method: Method::GET,
+        path,
+        scopes: None,
+        handler,
+    }
+}
+
+/// All routes of the API.
+pub fn table() -> Vec<Route> {
+    use Method as M;
+    vec![
+        public("/health", get(system::health)),
+        public("/ready", get(system::ready)),
+        public("/metrics", get(system::metrics)),
+        route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
+        route::<auth::ModelsRead>(M::GET, "/v1/registry/models", get(models::list)),
+        route::<auth::ModelsRead>(M::GET, "/v1/registry/models/{name}", get(models::show)),
+        route::<auth::ModelsWrite>(M::DELETE, "/v1/registry/models/{name}", delete(models::remove)),
+        route::<auth::ModelsWrite>(
+            M::POST,
+            "/v1/registry/models/{name}/versions",
+            post(models::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        ),
+        route::<auth::ModelsRead>(
+            M::GET,
+            "/v1/registry/models/{name}/versions/{version}",
+            get(models::show_version),
+        ),
+        route::<auth::ModelsWrite>(
+            M::DELETE,
+            "/v1/registry/models/{name}/versions/{version}",
+            delete(models::remove_version),
+        ),
+        route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
+        route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
+        route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),
+        route::<auth::Admin>(M::GET, "/v1/keys", get(keys::list)),
+        route::<auth::Admin>(M::POST, "/v1/keys", post(keys::create)),
+        route::<auth::Admin>(M::DELETE, "/v1/keys/{id}", delete(keys::revoke)),
+    ]
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such route; see /docs/openapi.json for the API")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that HTTP method",
+    )
+}
+
+/// Maps store errors to the error table: conflicts and not-found keep their
+/// messages (written for users); everything else is internal.
+pub(crate) fn store_error(error: store::StoreError) -> ApiError {
+    use store::StoreError as E;
+    match error {
+        E::NotFound(_) => ApiError::not_found("not_found", error.to_string()),
+        E::Conflict(_) => ApiError::conflict("already_exists", error.to_string()),
+        E::Ambiguous(_) => ApiError::conflict("ambiguous_name", error.to_string()),
+        E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),
+        other => ApiError::internal(&other),
+    }
+}

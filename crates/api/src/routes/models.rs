@@ -1,0 +1,324 @@
+//! Models: the OpenAI-compatible list, and the registry's views, upload and removal.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use store::{ModelRecord, VersionRecord};
+use tokio::io::AsyncWriteExt;
+use types::{ModelName, ModelRef, TenantName};
+use utoipa::ToSchema;
+
+use crate::auth::{Guarded, ModelsRead, ModelsWrite, UseModels};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::routes::store_error;
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiModel {
+    pub id: String,
+    pub object: &'static str,
+    pub created: i64,
+    pub owned_by: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiModelList {
+    pub object: &'static str,
+    pub data: Vec<OpenAiModel>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelView {
+    pub name: String,
+    pub tenant: String,
+    pub shared: bool,
+    pub owner: Option<String>,
+    pub license: Option<String>,
+    pub description: Option<String>,
+    pub latest_version: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    pub data: Vec<ModelView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FileView {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionView {
+    pub model: String,
+    pub tenant: String,
+    pub version: i64,
+    pub total_size: i64,
+    pub created_at: i64,
+    pub files: Vec<FileView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelDetail {
+    #[serde(flatten)]
+    pub model: ModelView,
+    pub versions: Vec<VersionView>,
+}
+
+impl From<ModelRecord> for ModelView {
+    fn from(record: ModelRecord) -> Self {
+        Self {
+            name: record.name.to_string(),
+            tenant: record.tenant.to_string(),
+            shared: record.shared,
+            owner: record.card.owner,
+            license: record.card.license,
+            description: record.card.description,
+            latest_version: record.latest_version,
+            created_at: record.created_at,
+        }
+    }
+}
+
+impl From<VersionRecord> for VersionView {
+    fn from(record: VersionRecord) -> Self {
+        Self {
+            model: record.model.to_string(),
+            tenant: record.tenant.to_string(),
+            version: record.version,
+            total_size: record.total_size,
+            created_at: record.created_at,
+            files: record
+                .manifest
+                .files
+                .into_iter()
+                .map(|f| FileView {
+                    path: f.path,
+                    size: f.size,
+                    sha256: f.sha256,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Models the caller may use, in OpenAI's list shape.
+#[utoipa::path(get, path = "/v1/models", tag = "models", security(("bearer" = [])),
+    responses((status = 200, body = OpenAiModelList)))]
+pub async fn openai_list(guard: Guarded<UseModels>, State(state): State<AppState>) -> ApiResult<Json<OpenAiModelList>> {
+    let models = state
+        .store()
+        .list_models(&guard.principal.caller())
+        .await
+        .map_err(store_error)?;
+    let data = models
+        .into_iter()
+        .filter(|m| m.latest_version.is_some())
+        .map(|m| OpenAiModel {
+            id: m.name.to_string(),
+            object: "model",
+            created: m.created_at,
+            owned_by: m.card.owner.unwrap_or_else(|| m.tenant.to_string()),
+        })
+        .collect();
+    Ok(Json(OpenAiModelList { object: "list", data }))
+}
+
+/// Models in the registry visible to the caller.
+#[utoipa::path(get, path = "/v1/registry/models", tag = "registry", security(("bearer" = [])),
+    responses((status = 200, body = ModelList)))]
+pub async fn list(guard: Guarded<ModelsRead>, State(state): State<AppState>) -> ApiResult<Json<ModelList>> {
+    let models = state
+        .store()
+        .list_models(&guard.principal.caller())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(ModelList {
+        data: models.into_iter().map(ModelView::from).collect(),
+    }))
+}
+
+/// One model with its versions and their manifests.
+#[utoipa::path(get, path = "/v1/registry/models/{name}", tag = "registry", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = ModelDetail), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn show(
+    guard: Guarded<ModelsRead>,
+    State(state): State<AppState>,
+    Path(name): Path<ModelName>,
+) -> ApiResult<Json<ModelDetail>> {
+    let caller = guard.principal.caller();
+    let model = state.store().find_model(&caller, &name).await.map_err(store_error)?;
+    let versions = state.store().list_versions(&caller, &name).await.map_err(store_error)?;
+    Ok(Json(ModelDetail {
+        model: model.into(),
+        versions: versions.into_iter().map(VersionView::from).collect(),
+    }))
+}
+
+/// One version of a model.
+#[utoipa::path(get, path = "/v1/registry/models/{name}/versions/{version}", tag = "registry",
+    security(("bearer" = [])), params(("name" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = VersionView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn show_version(
+    guard: Guarded<ModelsRead>,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(ModelName, i64)>,
+) -> ApiResult<Json<VersionView>> {
+    let model_ref = ModelRef {
+        name,
+        version: Some(version),
+    };
+    let (_, version) = state
+        .store()
+        .resolve(&guard.principal.caller(), &model_ref)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(version.into()))
+}
+
+/// Deletes a model and all its versions.
+#[utoipa::path(delete, path = "/v1/registry/models/{name}", tag = "registry", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn remove(
+    guard: Guarded<ModelsWrite>,
+    State(state): State<AppState>,
+    Path(name): Path<ModelName>,
+) -> ApiResult<StatusCode> {
+    state
+        .store()
+        .delete_model(&guard.principal.caller(), &name)
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes one version of a model.
+#[utoipa::path(delete, path = "/v1/registry/models/{name}/versions/{version}", tag = "registry",
+    security(("bearer" = [])), params(("name" = String, Path), ("version" = i64, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn remove_version(
+    guard: Guarded<ModelsWrite>,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(ModelName, i64)>,
+) -> ApiResult<StatusCode> {
+    state
+        .store()
+        .delete_version(&guard.principal.caller(), &name, version)
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Card fields and placement of an uploaded version.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    /// Tenant to import for (admin keys only; others import into their own tenant).
+    #[param(value_type = Option<String>)]
+    pub tenant: Option<TenantName>,
+    /// Make the model visible to every tenant.
+    #[serde(default)]
+    pub shared: bool,
+    /// SPDX licence id, e.g. apache-2.0.
+    pub license: Option<String>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Uploads a new version as a tar archive of a Hugging Face model folder
+/// (`Content-Type: application/x-tar`), streamed to disk with a size limit.
+#[utoipa::path(post, path = "/v1/registry/models/{name}/versions", tag = "registry",
+    security(("bearer" = [])), params(("name" = String, Path), UploadParams),
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 201, body = VersionView), (status = 400, body = crate::error::ErrorBody),
+              (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
+pub async fn upload(
+    guard: Guarded<ModelsWrite>,
+    State(state): State<AppState>,
+    Path(name): Path<ModelName>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<VersionView>)> {
+    let principal = guard.principal;
+    let tenant = match params.tenant {
+        Some(tenant) if principal.is_admin() => tenant,
+        Some(tenant) if tenant != principal.tenant => {
+            return Err(ApiError::forbidden(
+                "insufficient_scope",
+                "only admin keys may import models for another tenant",
+            )
+            .with_param("tenant"))
+        }
+        _ => principal.tenant.clone(),
+    };
+    let limit = state.config().max_upload;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    let staged = stage_body(&state, body, limit).await?;
+    let request = registry::ImportRequest {
+        name,
+        tenant,
+        shared: params.shared,
+        license: params.license,
+        owner: params.owner,
+        description: params.description,
+    };
+    let version = state
+        .registry()
+        .import_tar_file(staged.path(), request, limit)
+        .await
+        .map_err(super::registry_error)?;
+    Ok((StatusCode::CREATED, Json(version.into())))
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "upload_too_large",
+        format!("the upload exceeds the limit of {limit} bytes (serve --max-upload-mb)"),
+    )
+}
+
+/// Streams the body into a temporary file, counting bytes; the file is removed when
+/// the returned handle drops, on success and on every error path.
+async fn stage_body(state: &AppState, body: Body, limit: u64) -> ApiResult<tempfile::TempPath> {
+    let staging = state.config().upload_dir.clone();
+    let temp = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&staging)?;
+        tempfile::NamedTempFile::new_in(&staging)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::internal(&e))?;
+    let (file, path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut stream = body.into_data_stream();
+    let mut received: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("upload_interrupted", "the upload was interrupted"))?;
+        received = received.saturating_add(chunk.len() as u64);
+        if received > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk).await.map_err(|e| ApiError::internal(&e))?;
+    }
+    file.sync_all().await.map_err(|e| ApiError::internal(&e))?;
+    if received == 0 {
+        return Err(ApiError::bad_request("empty_upload", "the upload is empty: send a tar archive of the model folder"));
+    }
+    Ok(path)
+}

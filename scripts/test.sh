@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's second command: installs what the tests need (PostgreSQL server
+# binaries, the demo model) and runs the whole test suite. `.ci/run` calls this.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# PostgreSQL binaries for the throwaway clusters the store tests start themselves.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing PostgreSQL server binaries" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+fi
+
+# The real model the parity and import tests use.
+scripts/fetch-model.sh >/dev/null
+
+# The test binaries and the OpenAPI drift check.
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
+# Doc tests are not run by nextest.
+cargo test --workspace --locked --doc -q
