@@ -67,6 +67,10 @@ impl SigningKey {
         self.verifying_key().key_id()
     }
 
+    /// Signs raw bytes. Prefer [`SignedStatement`] for anything structured: raw
+    /// messages carry no domain separation, so callers must make sure a message for
+    /// one purpose can never parse as one for another (checkpoint bodies start with
+    /// `charter-audit-checkpoint/v1\n`, statements with `charter/signed-statement/v1\0`).
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.0.sign(message).to_bytes())
     }

@@ -158,25 +158,24 @@ impl WrappedKey {
 
     /// Parses [`WrappedKey::to_bytes`] output exactly (length and format byte).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let malformed = CryptoError::Malformed("wrapped key");
-        if bytes.len() != WRAPPED_KEY_BYTES || bytes[0] != WRAPPED_KEY_FORMAT_V1 {
-            return Err(malformed);
+        let bytes: &[u8; WRAPPED_KEY_BYTES] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("wrapped key"))?;
+        if bytes[0] != WRAPPED_KEY_FORMAT_V1 {
+            return Err(CryptoError::Malformed("wrapped key"));
         }
-        let (version, rest) = bytes[1..].split_at(4);
-        let (nonce, rest) = rest.split_at(NONCE_BYTES);
+        let mut wrapped = Self {
+            master_version: u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
+            nonce: [0; NONCE_BYTES],
+            ciphertext: [0; KEY_BYTES],
+            tag: [0; TAG_BYTES],
+        };
+        let (nonce, rest) = bytes[5..].split_at(NONCE_BYTES);
         let (ciphertext, tag) = rest.split_at(KEY_BYTES);
-        Ok(Self {
-            master_version: u32::from_be_bytes(version.try_into().map_err(|_| malformed)?),
-            nonce: nonce
-                .try_into()
-                .map_err(|_| CryptoError::Malformed("wrapped key"))?,
-            ciphertext: ciphertext
-                .try_into()
-                .map_err(|_| CryptoError::Malformed("wrapped key"))?,
-            tag: tag
-                .try_into()
-                .map_err(|_| CryptoError::Malformed("wrapped key"))?,
-        })
+        wrapped.nonce.copy_from_slice(nonce);
+        wrapped.ciphertext.copy_from_slice(ciphertext);
+        wrapped.tag.copy_from_slice(tag);
+        Ok(wrapped)
     }
 
     pub fn to_hex(&self) -> String {

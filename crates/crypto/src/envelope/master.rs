@@ -82,8 +82,10 @@ impl MasterKey {
     }
 
     /// Creates `path` with mode 0600 (never replacing an existing file) and writes a
-    /// new random key to it as hex. Fails with an `AlreadyExists` I/O error if the
-    /// file is there.
+    /// new random key to it as 64 hex digits and a newline. Fails with an
+    /// `AlreadyExists` I/O error if the file is there. A crash mid-write leaves a
+    /// malformed file that [`MasterKey::load_file`] refuses, never a silently different
+    /// key.
     pub fn generate_file(version: u32, path: &Path) -> Result<Self, CryptoError> {
         let key = Self::generate(version);
         let mut file = OpenOptions::new()
@@ -92,10 +94,18 @@ impl MasterKey {
             .mode(0o600)
             .open(path)
             .map_err(CryptoError::Io)?;
-        let mut text = Zeroizing::new(hex::encode(key.key.expose().as_ref()));
-        text.push('\n');
-        file.write_all(text.as_bytes()).map_err(CryptoError::Io)?;
+        let mut text = Zeroizing::new([b'\n'; KEY_BYTES * 2 + 1]);
+        hex::encode_to_slice(key.key.expose().as_ref(), &mut text[..KEY_BYTES * 2])
+            .expect("64 hex digits fit in 64 bytes: this is a bug");
+        file.write_all(text.as_ref()).map_err(CryptoError::Io)?;
         file.sync_all().map_err(CryptoError::Io)?;
+        // Make the new directory entry durable too: data sealed under this key must
+        // not outlive the key file after a crash.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(CryptoError::Io)?;
+        }
         Ok(key)
     }
 
