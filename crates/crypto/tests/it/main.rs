@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod envelope;
+mod formats;
 mod master_key;
 mod merkle;
 mod signing;
