@@ -15,6 +15,7 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::{CryptoError, Secret};
 
@@ -45,13 +46,13 @@ impl SigningKey {
             .map_err(|_| CryptoError::MalformedKey("expected an ed25519 PKCS#8 PEM private key"))
     }
 
-    /// The PKCS#8 PEM encoding, LF line endings.
-    pub fn to_pkcs8_pem(&self) -> Result<Secret<String>, CryptoError> {
+    /// The PKCS#8 PEM encoding, LF line endings; zeroed when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Secret<Zeroizing<String>>, CryptoError> {
         let pem = self
             .0
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|_| CryptoError::MalformedKey("cannot encode key as PKCS#8"))?;
-        Ok(Secret::new(pem.to_string()))
+        Ok(Secret::new(pem))
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {

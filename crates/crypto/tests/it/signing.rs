@@ -65,7 +65,7 @@ fn malformed_pem_is_refused() {
     assert!(SigningKey::from_pkcs8_pem("").is_err());
     // The first base64 character after the header encodes the outer SEQUENCE tag.
     let damaged = private.expose().replacen("-----\nM", "-----\nN", 1);
-    assert_ne!(&damaged, private.expose());
+    assert_ne!(damaged.as_str(), private.expose().as_str());
     assert!(SigningKey::from_pkcs8_pem(&damaged).is_err());
     // An RSA or EC key is not an ed25519 key (fixed P-256 key, for the OID check).
     let p256 = "-----BEGIN PUBLIC KEY-----\n\
