@@ -247,7 +247,7 @@ impl SignedStatement {
         if self.key_id != expected {
             return Err(CryptoError::WrongKey {
                 expected,
-                found: self.key_id.clone(),
+                found: printable_key_id(&self.key_id),
             });
         }
         key.verify(
@@ -263,4 +263,15 @@ fn statement_message(key_id: &str, payload: &serde_json::Value) -> Vec<u8> {
     message.push(0);
     message.extend_from_slice(&canonical_json(payload));
     message
+}
+
+/// A key id from untrusted input as it may appear in an error message: a key id
+/// (16 hex digits) as is, anything else replaced, so errors and logs never echo
+/// arbitrary attacker-chosen text.
+pub(crate) fn printable_key_id(key_id: &str) -> String {
+    if key_id.len() == 16 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        key_id.to_owned()
+    } else {
+        "(malformed key id)".to_owned()
+    }
 }

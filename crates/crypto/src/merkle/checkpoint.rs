@@ -62,7 +62,7 @@ impl Checkpoint {
         if self.key_id != expected {
             return Err(CryptoError::WrongKey {
                 expected,
-                found: self.key_id.clone(),
+                found: crate::signing::printable_key_id(&self.key_id),
             });
         }
         key.verify(self.body().as_bytes(), &self.signature)

@@ -286,6 +286,14 @@ fn signed_statement_fails_on_any_altered_field() {
         altered.verify(&public),
         Err(CryptoError::WrongKey { .. })
     ));
+    // Errors never echo an attacker-chosen key id.
+    let hostile = SignedStatement {
+        key_id: "\u{1b}[31m fake log line\n".into(),
+        ..statement.clone()
+    };
+    let message = hostile.verify(&public).unwrap_err().to_string();
+    assert!(!message.contains("fake"), "{message}");
+    assert!(message.contains(&key.key_id()), "{message}");
     let other = SigningKey::generate();
     assert!(matches!(
         statement.verify(&other.verifying_key()),
