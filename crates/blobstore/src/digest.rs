@@ -6,7 +6,9 @@ use sha2::{Digest as _, Sha256};
 
 /// A SHA-256 as 64 lowercase hex characters; anything else is refused when parsing, so a
 /// `Digest` is always safe as a file name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Digest(String);
 
@@ -18,7 +20,8 @@ pub struct DigestError(pub String);
 impl Digest {
     /// Parses strictly `^[0-9a-f]{64}$`.
     pub fn parse(text: &str) -> Result<Digest, DigestError> {
-        let valid = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let valid =
+            text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if valid {
             Ok(Digest(text.to_owned()))
         } else {

@@ -41,7 +41,9 @@ impl FsBlobStore {
     }
 
     fn path_of(&self, digest: &Digest) -> PathBuf {
-        self.blobs_dir().join(&digest.as_str()[..2]).join(digest.as_str())
+        self.blobs_dir()
+            .join(&digest.as_str()[..2])
+            .join(digest.as_str())
     }
 
     fn remove_stale_temp_files(&self) {
@@ -103,7 +105,9 @@ impl BlobStore for FsBlobStore {
                 .set_modified(SystemTime::now())?;
             return Ok(BlobInfo { digest, size });
         }
-        let dir = path.parent().expect("blob paths have a parent: this is a bug");
+        let dir = path
+            .parent()
+            .expect("blob paths have a parent: this is a bug");
         if !dir.is_dir() {
             fs::create_dir_all(dir)?;
             sync_dir(&self.blobs_dir())?;

@@ -71,8 +71,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Stores everything `reader` yields and returns its digest. Refuses with
     /// `TooLarge` (storing nothing) past `max_bytes`. Putting content that already exists
     /// is cheap and refreshes its `modified` time.
-    fn put_reader(&self, reader: &mut dyn Read, max_bytes: Option<u64>)
-        -> Result<BlobInfo, BlobError>;
+    fn put_reader(
+        &self,
+        reader: &mut dyn Read,
+        max_bytes: Option<u64>,
+    ) -> Result<BlobInfo, BlobError>;
 
     /// A reader over the blob that fails with an integrity error (see
     /// [`BlobError::from_read_error`]) at the end if the content does not hash to
