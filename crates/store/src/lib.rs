@@ -1,1 +1,251 @@
-//! TODO
+//! The database of Charter: one connection pool, migrations, and typed record access for
+//! tenants, API keys, models and model versions.
+//!
+//! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
+//! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
+//! backends accept. Only the migrations differ per backend (`migrations/sqlite`,
+//! `migrations/postgres`); they are embedded in the binary and run by [`Store::connect`].
+//!
+//! Every record carries its tenant. Reads that a tenant makes go through a [`Caller`], so
+//! visibility (own records, shared models, everything for admins) is decided here once,
+//! not in each handler.
+
+mod keys;
+mod models;
+mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use types::TenantName;
+
+/// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
+pub use sqlx;
+
+pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
+pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
+pub use tenants::TenantRecord;
+
+/// Everything that can go wrong in the store. `NotFound` is also what a tenant gets for
+/// another tenant's private records, so names do not leak.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A name matches several visible models of different tenants.
+    #[error("{0}")]
+    Ambiguous(String),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    /// A stored value that does not parse back, e.g. a hand-edited scope list.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Who is asking: reads and deletes are limited to what this caller may see.
+///
+/// A non-admin caller sees its own tenant's records and models that other tenants shared.
+/// An admin caller sees everything; its `tenant` is where it acts by default (name
+/// lookups prefer that tenant's models, which is how an admin picks between same-named
+/// models of different tenants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantName,
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// A caller acting for `tenant` without admin rights.
+    pub fn tenant(tenant: TenantName) -> Self {
+        Self {
+            tenant,
+            is_admin: false,
+        }
+    }
+
+    /// An admin acting from the built-in admin tenant.
+    pub fn admin() -> Self {
+        Self {
+            tenant: TenantName::try_from(types::ADMIN_TENANT)
+                .expect("the admin tenant name is valid: this is a bug"),
+            is_admin: true,
+        }
+    }
+
+    /// True when this caller may change records that belong to `tenant`.
+    pub fn may_write(&self, tenant: &TenantName) -> bool {
+        self.is_admin || &self.tenant == tenant
+    }
+}
+
+/// The database handle; cheap to clone (it wraps a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating when needed) the database at `url` and runs pending migrations.
+    ///
+    /// `postgres://…` / `postgresql://…` selects PostgreSQL; `sqlite://PATH[?…]` or a
+    /// plain file path selects SQLite, created when missing (`mode=rwc`), in WAL mode with
+    /// `synchronous=FULL` and foreign keys enforced.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend) = normalize_url(url)?;
+        let options =
+            AnyConnectOptions::from_str(&url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let pool_options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30));
+        let pool_options = match backend {
+            Backend::Sqlite => pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Durability over speed: a committed import must survive a power cut.
+                    // busy_timeout lets concurrent writers queue instead of failing.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => pool_options,
+        };
+        let pool = pool_options.connect_with(options).await?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&pool).await?;
+        tracing::debug!(?backend, "store connected and migrated");
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for crates that add their own tables (jobs, audit, usage) through
+    /// migrations in this crate.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Turns what a user typed into a URL sqlx understands, and tells which backend it is.
+fn normalize_url(url: &str) -> Result<(String, Backend), StoreError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(StoreError::InvalidUrl("the database url is empty".into()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_owned(), Backend::Postgres));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        if rest.contains("mode=") || rest.contains(":memory:") {
+            return Ok((url.to_owned(), Backend::Sqlite));
+        }
+        let separator = if rest.contains('?') { '&' } else { '?' };
+        return Ok((format!("{url}{separator}mode=rwc"), Backend::Sqlite));
+    }
+    if url.contains("://") {
+        return Err(StoreError::InvalidUrl(format!(
+            "unsupported database url '{url}'; use sqlite://PATH, a file path or postgres://…"
+        )));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(StoreError::InvalidUrl(format!(
+            "the database path '{url}' must not contain '?' or '#'"
+        )));
+    }
+    Ok((format!("sqlite://{url}?mode=rwc"), Backend::Sqlite))
+}
+
+/// Maps constraint violations to errors a person can act on; everything else stays a
+/// database error.
+fn constraint_error(error: sqlx::Error, unique: &str, foreign_key: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(unique.to_owned());
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::Conflict(foreign_key.to_owned());
+        }
+    }
+    StoreError::Database(error)
+}
+
+/// Reads a boolean column: PostgreSQL has `BOOLEAN`, the SQLite schema stores 0/1
+/// because the `Any` driver cannot decode SQLite's `BOOLEAN`.
+fn get_bool(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
+    use sqlx::Row;
+    match row.try_get::<bool, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+fn parse_tenant(name: String) -> Result<TenantName, StoreError> {
+    TenantName::try_from(name).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized() {
+        let check = |input: &str, expect: Option<(&str, Backend)>| {
+            let got = normalize_url(input).ok();
+            assert_eq!(
+                got.as_ref().map(|(u, b)| (u.as_str(), *b)),
+                expect,
+                "{input}"
+            );
+        };
+        check(
+            "data/charter.db",
+            Some(("sqlite://data/charter.db?mode=rwc", Backend::Sqlite)),
+        );
+        check(
+            "sqlite:///tmp/x.db",
+            Some(("sqlite:///tmp/x.db?mode=rwc", Backend::Sqlite)),
+        );
+        check(
+            "sqlite://x.db?mode=ro",
+            Some(("sqlite://x.db?mode=ro", Backend::Sqlite)),
+        );
+        check(
+            "postgres://u@h/db",
+            Some(("postgres://u@h/db", Backend::Postgres)),
+        );
+        check("mysql://h/db", None);
+        check("", None);
+        check("a?b.db", None);
+    }
+}

@@ -1,0 +1,6 @@
+//! Store tests; every test body runs on SQLite and on a throwaway PostgreSQL cluster.
+
+mod keys;
+mod models;
+mod support;
+mod tenants;
