@@ -56,6 +56,11 @@ impl StorageConfig {
     pub fn blob_dir(&self) -> PathBuf {
         self.data_dir.join("blobs")
     }
+
+    /// Uploads are staged here, on the data volume, and removed after import.
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
 }
 
 /// Parses a listen address, refusing a non-loopback one unless plain HTTP there was

@@ -18,8 +18,11 @@ impl Services {
         let store = Store::connect(&storage.database_url)
             .await
             .context("cannot open the database")?;
-        let blobs = blobstore::open_fs(&storage.blob_dir()).context("cannot open the blob store")?;
-        let registry = Registry::new(store.clone(), blobs);
+        let blobs = blobstore::open(&blobstore::BlobConfig::Filesystem {
+            root: storage.blob_dir(),
+        })
+        .context("cannot open the blob store")?;
+        let registry = Registry::new(store.clone(), blobs).with_scratch_dir(storage.scratch_dir());
         Ok(Self { store, registry })
     }
 }

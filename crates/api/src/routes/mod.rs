@@ -107,3 +107,27 @@ pub(crate) fn store_error(error: store::StoreError) -> ApiError {
         other => ApiError::internal(&other),
     }
 }
+
+/// Maps registry errors: refused imports are the user's to fix (400/415), the rest
+/// follows the store's table.
+pub(crate) fn registry_error(error: registry::RegistryError) -> ApiError {
+    use registry::{ImportError as I, RegistryError as E};
+    match error {
+        E::Invalid(I::PickleCheckpoint { .. } | I::PickleContent { .. } | I::ZipArchive { .. }) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "pickle_refused",
+            error.to_string(),
+        ),
+        E::Invalid(_) => ApiError::bad_request("invalid_model", error.to_string()),
+        E::NotFound(_) => ApiError::not_found("model_not_found", error.to_string()),
+        E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),
+        E::Conflict(_) => ApiError::conflict("already_exists", error.to_string()),
+        E::Ambiguous(_) => ApiError::conflict("ambiguous_name", error.to_string()),
+        E::TooLarge { limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_too_large",
+            format!("the upload exceeds the limit of {limit} bytes"),
+        ),
+        other => ApiError::internal(&other),
+    }
+}

@@ -279,10 +279,14 @@ pub async fn upload(
     };
     let version = state
         .registry()
-        .import_tar_file(staged.path(), request, limit)
+        .import_tar(open_staged(&staged)?, request, limit)
         .await
         .map_err(super::registry_error)?;
     Ok((StatusCode::CREATED, Json(version.into())))
+}
+
+fn open_staged(path: &std::path::Path) -> ApiResult<std::fs::File> {
+    std::fs::File::open(path).map_err(|e| ApiError::internal(&e))
 }
 
 fn too_large(limit: u64) -> ApiError {
