@@ -99,6 +99,13 @@ impl Registry {
         dir: &Path,
         request: ImportRequest,
     ) -> Result<VersionRecord, RegistryError> {
+        // Checked first so a typo in the tenant does not cost a full import.
+        if self.store.tenant_by_name(&request.tenant).await?.is_none() {
+            return Err(RegistryError::NotFound(format!(
+                "tenant '{}'",
+                request.tenant
+            )));
+        }
         let blobs = self.blobs.clone();
         let dir = dir.to_owned();
         let manifest = blocking(move || store_folder(&blobs, &dir)).await?;
@@ -319,7 +326,8 @@ fn checkout_files(
                 file.size
             )));
         }
-        temp.persist(&target).map_err(|e| RegistryError::Io(e.error))?;
+        temp.persist(&target)
+            .map_err(|e| RegistryError::Io(e.error))?;
     }
     Ok(())
 }
@@ -332,7 +340,7 @@ fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RegistryError::Io(std::io::Error::other(format!("blocking task failed: {e}"))))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        RegistryError::Io(std::io::Error::other(format!("blocking task failed: {e}")))
+    })?
 }

@@ -247,10 +247,9 @@ fn check_index(
             .into());
         };
         if !names.contains(tensor) {
-            return Err(ImportError::ShardIndex(format!(
-                "tensor '{tensor}' is not in '{shard}'"
-            ))
-            .into());
+            return Err(
+                ImportError::ShardIndex(format!("tensor '{tensor}' is not in '{shard}'")).into(),
+            );
         }
     }
     Ok(())

@@ -1,0 +1,9 @@
+//! Registry tests: real imports into a real store (SQLite, and PostgreSQL where noted)
+//! and a filesystem blob store.
+
+mod import;
+mod minilm;
+mod refusals;
+mod support;
+mod tar_upload;
+mod visibility;
