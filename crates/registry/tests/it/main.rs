@@ -1,6 +1,7 @@
 //! Registry tests: real imports into a real store (SQLite, and PostgreSQL where noted)
 //! and a filesystem blob store.
 
+mod crash;
 mod import;
 mod minilm;
 mod refusals;
