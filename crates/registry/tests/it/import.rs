@@ -33,6 +33,26 @@ async fn concurrent_imports_get_distinct_versions() {
 }
 
 #[tokio::test]
+async fn auxiliary_json_is_opaque_data() {
+    // Python's json writes NaN and Infinity into training logs; they are not read by the
+    // engine, so they do not block an import.
+    let t = TestRegistry::sqlite().await;
+    let folder = t.folder("with-log");
+    write_tiny_model(&folder, 1);
+    std::fs::write(
+        folder.join("trainer_state.json"),
+        r#"{"best_metric": NaN, "x": Infinity}"#,
+    )
+    .unwrap();
+    let version = t
+        .registry
+        .import_dir(&folder, request("acme", "logged"))
+        .await
+        .unwrap();
+    assert!(version.manifest.file("trainer_state.json").is_some());
+}
+
+#[tokio::test]
 async fn tampered_blob_is_caught_on_checkout_and_read() {
     let t = TestRegistry::sqlite().await;
     let folder = t.folder("tiny");

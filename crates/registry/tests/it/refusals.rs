@@ -210,6 +210,14 @@ async fn folder_structure_is_checked() {
         ImportError::ConfigNotObject
     ));
 
+    // Pooling configs are read by the engine too.
+    let folder = t.folder("bad-pooling");
+    write_tiny_model(&folder, 1);
+    std::fs::write(folder.join("1_Pooling/config.json"), "{").unwrap();
+    assert!(
+        matches!(refused(&t, &folder).await, ImportError::InvalidJson { path, .. } if path == "1_Pooling/config.json")
+    );
+
     let folder = t.folder("no-weights");
     write_tiny_model(&folder, 1);
     std::fs::remove_file(folder.join("model.safetensors")).unwrap();
