@@ -42,6 +42,20 @@ pub struct ImportRequest {
     pub description: Option<String>,
 }
 
+impl ImportRequest {
+    /// A private model without card fields.
+    pub fn new(name: ModelName, tenant: TenantName) -> ImportRequest {
+        ImportRequest {
+            name,
+            tenant,
+            shared: false,
+            license: None,
+            owner: None,
+            description: None,
+        }
+    }
+}
+
 /// What [`Registry::remove`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
@@ -172,6 +186,16 @@ impl Registry {
     /// The models `caller` may see.
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ModelRecord>, RegistryError> {
         Ok(self.store.list_models(caller).await?)
+    }
+
+    /// The model `name` as `caller` sees it (its own tenant's first, else the one visible
+    /// shared model of that name).
+    pub async fn model(
+        &self,
+        name: &ModelName,
+        caller: &Caller,
+    ) -> Result<ModelRecord, RegistryError> {
+        Ok(self.store.find_model(caller, name).await?)
     }
 
     /// The model and the version `model_ref` names (the latest without a version).

@@ -74,12 +74,9 @@ pub fn caller(name: &str) -> Caller {
 
 pub fn request(tenant_name: &str, model: &str) -> ImportRequest {
     ImportRequest {
-        name: ModelName::try_from(model).unwrap(),
-        tenant: tenant(tenant_name),
-        shared: false,
         license: Some("apache-2.0".into()),
         owner: Some("tests".into()),
-        description: None,
+        ..ImportRequest::new(ModelName::try_from(model).unwrap(), tenant(tenant_name))
     }
 }
 

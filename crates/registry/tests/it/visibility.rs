@@ -55,6 +55,14 @@ async fn tenants_only_see_their_own_and_shared_models() {
     }
     let private = ModelName::try_from("private").unwrap();
     assert!(matches!(
+        t.registry.model(&private, &beta).await,
+        Err(RegistryError::NotFound(_))
+    ));
+    assert_eq!(
+        t.registry.model(&private, &acme).await.unwrap().tenant,
+        tenant("acme")
+    );
+    assert!(matches!(
         t.registry.versions(&private, &beta).await,
         Err(RegistryError::NotFound(_))
     ));
