@@ -42,6 +42,20 @@ pub struct ImportRequest {
     pub description: Option<String>,
 }
 
+impl ImportRequest {
+    /// A private model without card fields.
+    pub fn new(name: ModelName, tenant: TenantName) -> ImportRequest {
+        ImportRequest {
+            name,
+            tenant,
+            shared: false,
+            license: None,
+            owner: None,
+            description: None,
+        }
+    }
+}
+
 /// What [`Registry::remove`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
@@ -99,6 +113,13 @@ impl Registry {
         dir: &Path,
         request: ImportRequest,
     ) -> Result<VersionRecord, RegistryError> {
+        // Checked first so a typo in the tenant does not cost a full import.
+        if self.store.tenant_by_name(&request.tenant).await?.is_none() {
+            return Err(RegistryError::NotFound(format!(
+                "tenant '{}'",
+                request.tenant
+            )));
+        }
         let blobs = self.blobs.clone();
         let dir = dir.to_owned();
         let manifest = blocking(move || store_folder(&blobs, &dir)).await?;
@@ -165,6 +186,16 @@ impl Registry {
     /// The models `caller` may see.
     pub async fn list(&self, caller: &Caller) -> Result<Vec<ModelRecord>, RegistryError> {
         Ok(self.store.list_models(caller).await?)
+    }
+
+    /// The model `name` as `caller` sees it (its own tenant's first, else the one visible
+    /// shared model of that name).
+    pub async fn model(
+        &self,
+        name: &ModelName,
+        caller: &Caller,
+    ) -> Result<ModelRecord, RegistryError> {
+        Ok(self.store.find_model(caller, name).await?)
     }
 
     /// The model and the version `model_ref` names (the latest without a version).
@@ -319,7 +350,8 @@ fn checkout_files(
                 file.size
             )));
         }
-        temp.persist(&target).map_err(|e| RegistryError::Io(e.error))?;
+        temp.persist(&target)
+            .map_err(|e| RegistryError::Io(e.error))?;
     }
     Ok(())
 }
@@ -332,7 +364,7 @@ fn parse_digest(text: &str) -> Result<Digest, RegistryError> {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RegistryError::Io(std::io::Error::other(format!("blocking task failed: {e}"))))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        RegistryError::Io(std::io::Error::other(format!("blocking task failed: {e}")))
+    })?
 }

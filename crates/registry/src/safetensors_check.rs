@@ -79,11 +79,15 @@ pub(crate) fn check(reader: &mut dyn Read, file_len: u64) -> Result<BTreeSet<Str
             .checked_mul(bits)
             .ok_or_else(|| format!("tensor '{name}': the size overflows"))?;
         if n_bits % 8 != 0 {
-            return Err(format!("tensor '{name}': its size is not a whole number of bytes"));
+            return Err(format!(
+                "tensor '{name}': its size is not a whole number of bytes"
+            ));
         }
         let [begin, end] = info.data_offsets;
         if begin > end {
-            return Err(format!("tensor '{name}': data offsets [{begin}, {end}] are reversed"));
+            return Err(format!(
+                "tensor '{name}': data offsets [{begin}, {end}] are reversed"
+            ));
         }
         if end - begin != n_bits / 8 {
             return Err(format!(
@@ -168,12 +172,22 @@ mod tests {
             (file(ok, 21), "data ends"),
             (file(ok, 23), "cover"),
             (file(&ok.replace("BF16", "Q9"), 22), "unknown dtype"),
-            (file(&ok.replace("[16,22]", "[10,16]"), 22), "needs"),
+            (file(&ok.replace("[16,22]", "[16,24]"), 22), "needs"),
             (
-                file(&ok.replace("[3],\"data_offsets\":[16,22]", "[3],\"data_offsets\":[10,16]").replace("BF16", "I16"), 22),
+                file(
+                    &ok.replace(
+                        "[3],\"data_offsets\":[16,22]",
+                        "[3],\"data_offsets\":[10,16]",
+                    )
+                    .replace("BF16", "I16"),
+                    22,
+                ),
                 "overlaps",
             ),
-            (file(&ok.replace("[2,2]", "[4294967296,4294967296,16]"), 22), "overflow"),
+            (
+                file(&ok.replace("[2,2]", "[4294967296,4294967296,16]"), 22),
+                "overflow",
+            ),
             (b"\x01\x02".to_vec(), "fewer than"),
             (file("[]", 0), "not a JSON object"),
         ];

@@ -16,6 +16,20 @@ const MAX_DEPTH: usize = 16;
 /// JSON files are parsed whole; tokenizer.json of large vocabularies reaches tens of MB.
 const MAX_JSON_BYTES: u64 = 512 * 1024 * 1024;
 
+/// JSON files the engine reads; they must parse. Other JSON files (training logs, which
+/// Python writes with `NaN` and `Infinity`) are kept as opaque data.
+const PARSED_JSON: [&str; 9] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "model.safetensors.index.json",
+];
+
 /// Extensions of pickle-based checkpoints, refused by name.
 const PICKLE_EXTENSIONS: [&str; 6] = ["bin", "pt", "pth", "ckpt", "pkl", "pickle"];
 
@@ -198,7 +212,7 @@ pub(crate) fn validate(files: &[ScannedFile]) -> Result<(), crate::RegistryError
                 }
             })?;
             tensors_by_file.insert(relative, names);
-        } else if extension == "json" {
+        } else if PARSED_JSON.contains(&file_name(relative)) {
             let value = parse_json(&mut handle, file)?;
             if relative == "config.json" {
                 if !value.is_object() {
@@ -247,10 +261,9 @@ fn check_index(
             .into());
         };
         if !names.contains(tensor) {
-            return Err(ImportError::ShardIndex(format!(
-                "tensor '{tensor}' is not in '{shard}'"
-            ))
-            .into());
+            return Err(
+                ImportError::ShardIndex(format!("tensor '{tensor}' is not in '{shard}'")).into(),
+            );
         }
     }
     Ok(())
@@ -284,6 +297,10 @@ pub(crate) fn open_same(file: &ScannedFile) -> Result<File, crate::RegistryError
         .into());
     }
     Ok(handle)
+}
+
+fn file_name(relative: &str) -> &str {
+    relative.rsplit('/').next().unwrap_or(relative)
 }
 
 fn read_up_to(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {

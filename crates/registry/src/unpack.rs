@@ -81,7 +81,11 @@ pub(crate) fn unpack(reader: impl Read, dest: &Path, max_bytes: u64) -> Result<(
             }
         };
         // `./` alone is how many tools write the archive root.
-        if kind == "directory" && raw_path.components().all(|c| c == std::path::Component::CurDir) {
+        if kind == "directory"
+            && raw_path
+                .components()
+                .all(|c| c == std::path::Component::CurDir)
+        {
             continue;
         }
         let relative = safe_relative_path(&raw_path)?;

@@ -42,6 +42,11 @@ impl TempPostgres {
         Err(last_error.expect("at least one attempt ran: this is a bug"))
     }
 
+    /// [`TempPostgres::start`] on a blocking thread, for async tests.
+    pub async fn start_async() -> anyhow::Result<TempPostgres> {
+        tokio::task::spawn_blocking(Self::start).await?
+    }
+
     fn start_once(bin_dir: &Path, run_as_postgres: bool) -> anyhow::Result<TempPostgres> {
         // The system temp dir, not $TMPDIR under /root, so the postgres user can reach it.
         let parent = if run_as_postgres {
@@ -143,6 +148,11 @@ impl TempPostgres {
             .context("running createdb")?;
         check(out, "createdb")?;
         Ok(self.database_url(name))
+    }
+
+    /// The cluster's directory (data, socket, server log); removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.root()
     }
 
     fn root(&self) -> &Path {

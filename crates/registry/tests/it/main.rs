@@ -1,0 +1,10 @@
+//! Registry tests: real imports into a real store (SQLite, and PostgreSQL where noted)
+//! and a filesystem blob store.
+
+mod crash;
+mod import;
+mod minilm;
+mod refusals;
+mod support;
+mod tar_upload;
+mod visibility;

@@ -1,0 +1,3 @@
+//! testkit tests: the throwaway PostgreSQL cluster really serves and really goes away.
+
+mod postgres;
