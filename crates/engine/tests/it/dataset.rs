@@ -47,7 +47,7 @@ fn jsonl_errors_name_row_and_column() {
     check_err(jsonl("{\"x\": [1, 2, 3], \"y\": [1, 2], \"z\": 1}"), r#"row 1: unknown key "z""#);
     check_err(jsonl("{\"x\": [1, \"two\", 3], \"y\": [1, 2]}"), r#"row 1, column "x": "two" is not a number"#);
     check_err(jsonl("{\"x\": [1, null, 3], \"y\": [1, 2]}"), r#"column "x": null is not a number"#);
-    check_err(jsonl("{\"x\": [1, 2, 3], \"y\": [1, 1e39]}"), r#"row 1, column "y": 1e39 is not finite in f32"#);
+    check_err(jsonl("{\"x\": [1, 2, 3], \"y\": [1, 1e39]}"), r#"row 1, column "y": 1e+39 is not finite in f32"#);
     check_err(jsonl("{\"x\": [1, 2, 3], \"y\": [1, 2]}\n{\"x\": [NaN, 2, 3], \"y\": [1, 2]}"), "row 2: invalid JSON");
     check_err(jsonl("[1, 2]"), "row 1: expected a JSON object");
     let limits = DatasetLimits { max_rows: 2, max_values: 100 };
