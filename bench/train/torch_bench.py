@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 BIG_STEPS = 100
-REPEATS = 7
+REPEATS = 15
 
 
 def main():
@@ -22,9 +22,9 @@ def main():
     torch.set_num_threads(args.threads)
     with open(args.reference) as f:
         ref = json.load(f)
-    init = {k: torch.tensor(v["data"], dtype=torch.float32) for k, v in ref["initial_weights"].items()}
-    x = torch.tensor(ref["x"]["data"], dtype=torch.float32)
-    y = torch.tensor(ref["y"]["data"], dtype=torch.float32)
+    init = {k: torch.tensor(v["data"], dtype=torch.float32).reshape(v["shape"]) for k, v in ref["initial_weights"].items()}
+    x = torch.tensor(ref["x"]["data"], dtype=torch.float32).reshape(ref["x"]["shape"])
+    y = torch.tensor(ref["y"]["data"], dtype=torch.float32).reshape(ref["y"]["shape"])
     gen = torch.Generator().manual_seed(1)
     big_x = torch.rand(BIG_STEPS, 256, 10, generator=gen) * 2 - 1
     big_y = torch.rand(BIG_STEPS, 256, 10, generator=gen) * 2 - 1

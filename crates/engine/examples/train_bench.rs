@@ -15,7 +15,7 @@ use serde_json::Value;
 const SEED_SPEC: &str = r#"{"inputs": [{"name": "x", "shape": [10]}], "outputs": [{"name": "y", "shape": [10]}], "layers": [{"type": "linear", "name": "layer1", "in": 10, "out": 20}, {"type": "linear", "name": "layer2", "in": 20, "out": 10}], "loss": "mse"}"#;
 /// Steps per timed run at batch 256, matching `torch_bench.py`.
 const BIG_STEPS: usize = 100;
-const REPEATS: usize = 7;
+const REPEATS: usize = 15;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

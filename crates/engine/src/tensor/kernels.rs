@@ -1,9 +1,10 @@
 //! Hand-written f32 loops for the linear layer, written so that LLVM vectorises them.
 //!
-//! The inner loops always run along a contiguous row (`axpy` form: `y += a * x`) rather
-//! than as dot products, because a float reduction cannot be vectorised without
-//! reassociation, while independent `y[j] += a * x[j]` updates can. Rows are handled four
-//! at a time so that each weight row loaded from cache serves four examples.
+//! Every product is one small register-tiled matrix multiply ([`matmul`]): the inner loop
+//! runs along a contiguous row of the right operand (`acc[j] += a * b[j]`), never as a dot
+//! product, because a float reduction cannot be vectorised without reassociation while
+//! independent updates can. All safe code; the `gemm` crate would bring AVX2/FMA dispatch
+//! but needs `unsafe` calls and costs more per call than these sizes take in total.
 
 /// `y[r, :] = b + x[r, :] · W^T` for `rows` rows; `wt` is scratch that receives `W^T`.
 ///
@@ -17,52 +18,24 @@ pub(crate) fn linear_forward(
     y: &mut [f32],
     (rows, n_in, n_out): (usize, usize, usize),
 ) {
-    let x = &x[..rows * n_in];
-    let y = &mut y[..rows * n_out];
     let wt = &mut wt[..n_in * n_out];
     // The transpose costs n_in * n_out moves, a 1/rows share of the multiply-adds; it
-    // lets the inner loop run along the output row.
+    // lets the kernel read weight rows along the output dimension.
     for (o, w_row) in w.chunks_exact(n_in).enumerate() {
         for (i, &v) in w_row.iter().enumerate() {
             wt[i * n_out + o] = v;
         }
     }
-    let mut y_blocks = y.chunks_exact_mut(4 * n_out);
-    let mut x_blocks = x.chunks_exact(4 * n_in);
-    for (y4, x4) in (&mut y_blocks).zip(&mut x_blocks) {
-        let (y0, rest) = y4.split_at_mut(n_out);
-        let (y1, rest) = rest.split_at_mut(n_out);
-        let (y2, y3) = rest.split_at_mut(n_out);
-        y0.copy_from_slice(b);
-        y1.copy_from_slice(b);
-        y2.copy_from_slice(b);
-        y3.copy_from_slice(b);
-        for (i, wt_row) in wt.chunks_exact(n_out).enumerate() {
-            let (a0, a1, a2, a3) = (x4[i], x4[n_in + i], x4[2 * n_in + i], x4[3 * n_in + i]);
-            for ((((v0, v1), v2), v3), &wv) in y0
-                .iter_mut()
-                .zip(y1.iter_mut())
-                .zip(y2.iter_mut())
-                .zip(y3.iter_mut())
-                .zip(wt_row)
-            {
-                *v0 += a0 * wv;
-                *v1 += a1 * wv;
-                *v2 += a2 * wv;
-                *v3 += a3 * wv;
-            }
-        }
-    }
-    for (y_row, x_row) in y_blocks
-        .into_remainder()
-        .chunks_exact_mut(n_out)
-        .zip(x_blocks.remainder().chunks_exact(n_in))
-    {
+    let y = &mut y[..rows * n_out];
+    for y_row in y.chunks_exact_mut(n_out) {
         y_row.copy_from_slice(b);
-        for (&a, wt_row) in x_row.iter().zip(wt.chunks_exact(n_out)) {
-            axpy(a, wt_row, y_row);
-        }
     }
+    let a = Lhs {
+        data: x,
+        row_stride: n_in,
+        col_stride: 1,
+    };
+    matmul(a, (wt, n_out), y, (rows, n_out, n_in), true);
 }
 
 /// Gradients of a linear layer: `dw = dy^T · x`, `db = Σ_r dy[r, :]` (both overwritten)
@@ -76,49 +49,122 @@ pub(crate) fn linear_backward(
     (rows, n_in, n_out): (usize, usize, usize),
 ) {
     let (dw, db) = grads;
-    let x = &x[..rows * n_in];
     let dy = &dy[..rows * n_out];
-    dw.fill(0.0);
     db.fill(0.0);
     for dy_row in dy.chunks_exact(n_out) {
         axpy(1.0, dy_row, db);
     }
-    // dw[o, :] += dy[r, o] * x[r, :], four examples per pass over dw.
-    let mut x_blocks = x.chunks_exact(4 * n_in);
-    let mut dy_blocks = dy.chunks_exact(4 * n_out);
-    for (x4, dy4) in (&mut x_blocks).zip(&mut dy_blocks) {
-        let (x0, rest) = x4.split_at(n_in);
-        let (x1, rest) = rest.split_at(n_in);
-        let (x2, x3) = rest.split_at(n_in);
-        for (o, dw_row) in dw.chunks_exact_mut(n_in).enumerate() {
-            let (g0, g1, g2, g3) = (dy4[o], dy4[n_out + o], dy4[2 * n_out + o], dy4[3 * n_out + o]);
-            for ((((d, &v0), &v1), &v2), &v3) in dw_row
-                .iter_mut()
-                .zip(x0.iter())
-                .zip(x1.iter())
-                .zip(x2.iter())
-                .zip(x3.iter())
-            {
-                *d += g0 * v0 + g1 * v1 + g2 * v2 + g3 * v3;
-            }
-        }
-    }
-    for (x_row, dy_row) in x_blocks
-        .remainder()
-        .chunks_exact(n_in)
-        .zip(dy_blocks.remainder().chunks_exact(n_out))
-    {
-        for (&g, dw_row) in dy_row.iter().zip(dw.chunks_exact_mut(n_in)) {
-            axpy(g, x_row, dw_row);
-        }
-    }
+    // dw[o, i] = Σ_r dy[r, o] x[r, i]: dy read transposed.
+    let dy_t = Lhs {
+        data: dy,
+        row_stride: 1,
+        col_stride: n_out,
+    };
+    matmul(dy_t, (&x[..rows * n_in], n_in), dw, (n_out, n_in, rows), false);
     if let Some(dx) = dx {
-        let dx = &mut dx[..rows * n_in];
-        dx.fill(0.0);
-        for (dx_row, dy_row) in dx.chunks_exact_mut(n_in).zip(dy.chunks_exact(n_out)) {
-            for (&g, w_row) in dy_row.iter().zip(w.chunks_exact(n_in)) {
-                axpy(g, w_row, dx_row);
+        let dy_rows = Lhs {
+            data: dy,
+            row_stride: n_out,
+            col_stride: 1,
+        };
+        matmul(dy_rows, (w, n_in), &mut dx[..rows * n_in], (rows, n_in, n_out), false);
+    }
+}
+
+/// A strided view of the left operand: element (m, k) is `data[m * row_stride + k * col_stride]`.
+#[derive(Clone, Copy)]
+struct Lhs<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl Lhs<'_> {
+    #[inline(always)]
+    fn at(&self, m: usize, k: usize) -> f32 {
+        self.data[m * self.row_stride + k * self.col_stride]
+    }
+}
+
+/// `c[m, n] (+)= Σ_k a(m, k) · b[k, n]` with `b` row-major (row stride `ldb`) and `c`
+/// dense `[m_len, n_len]`; `accumulate` keeps the old `c` (used to start from the bias).
+///
+/// Tiles of 4 rows × 8 (or 4) columns keep their accumulators in fixed-size arrays,
+/// which LLVM holds in vector registers, so each loaded `b` vector serves four rows and
+/// each broadcast `a` value a whole vector; ragged edges fall back to narrower tiles.
+fn matmul(
+    a: Lhs<'_>,
+    (b, ldb): (&[f32], usize),
+    c: &mut [f32],
+    (m_len, n_len, k_len): (usize, usize, usize),
+    accumulate: bool,
+) {
+    let mut m0 = 0;
+    while m0 < m_len {
+        let mr = if m_len - m0 >= 4 { 4 } else { 1 };
+        let mut n0 = 0;
+        while n0 < n_len {
+            let width = n_len - n0;
+            let tile = Tile { m0, n0, k_len, n_len };
+            match (mr, width) {
+                (4, 8..) => tile.run::<4, 8>(a, b, ldb, c, accumulate),
+                (4, 4..) => tile.run::<4, 4>(a, b, ldb, c, accumulate),
+                (4, _) => tile.run::<4, 1>(a, b, ldb, c, accumulate),
+                (_, 8..) => tile.run::<1, 8>(a, b, ldb, c, accumulate),
+                (_, 4..) => tile.run::<1, 4>(a, b, ldb, c, accumulate),
+                _ => tile.run::<1, 1>(a, b, ldb, c, accumulate),
             }
+            n0 += if width >= 8 {
+                8
+            } else if width >= 4 {
+                4
+            } else {
+                1
+            };
+        }
+        m0 += mr;
+    }
+}
+
+struct Tile {
+    m0: usize,
+    n0: usize,
+    k_len: usize,
+    n_len: usize,
+}
+
+impl Tile {
+    #[inline(always)]
+    fn run<const MR: usize, const NR: usize>(
+        &self,
+        a: Lhs<'_>,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        accumulate: bool,
+    ) {
+        let mut acc = [[0.0f32; NR]; MR];
+        if accumulate {
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let start = (self.m0 + r) * self.n_len + self.n0;
+                acc_row.copy_from_slice(&c[start..start + NR]);
+            }
+        }
+        for k in 0..self.k_len {
+            let start = k * ldb + self.n0;
+            let b_vec: &[f32; NR] = b[start..start + NR]
+                .try_into()
+                .expect("slice of length NR: this is a bug");
+            for (r, acc_row) in acc.iter_mut().enumerate() {
+                let av = a.at(self.m0 + r, k);
+                for (acc_v, &bv) in acc_row.iter_mut().zip(b_vec) {
+                    *acc_v += av * bv;
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            let start = (self.m0 + r) * self.n_len + self.n0;
+            c[start..start + NR].copy_from_slice(acc_row);
         }
     }
 }

@@ -77,17 +77,32 @@ fn seed_config(optimizer: OptimizerConfig) -> TrainConfig {
     }
 }
 
-/// Trains the seed model as the reference did and returns (max loss diff, max weight diff).
+/// PyTorch runs beyond those of the shared reference, made by `bench/train/make_golden.py`.
+const EXTRA_GOLDEN: &str = include_str!("golden/seed_mlp_extra.json");
+
 fn parity(run: &str, optimizer: OptimizerConfig) -> (f64, f64) {
     let reference = Reference::load();
-    let expected_losses: Vec<f64> = reference.json["runs"][run]["losses"]
+    let runs = reference.json["runs"].clone();
+    parity_with(&runs, run, seed_config(optimizer))
+}
+
+fn extra_parity(run: &str, optimizer: OptimizerConfig, max_grad_norm: Option<f64>) -> (f64, f64) {
+    let golden: Value = serde_json::from_str(EXTRA_GOLDEN).unwrap();
+    parity_with(&golden["runs"], run, TrainConfig { max_grad_norm, ..seed_config(optimizer) })
+}
+
+/// Trains the seed model as PyTorch did in `runs[run]` and returns
+/// (max loss diff, max weight diff).
+fn parity_with(runs: &Value, run: &str, config: TrainConfig) -> (f64, f64) {
+    let reference = Reference::load();
+    let expected_losses: Vec<f64> = runs[run]["losses"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
     assert_eq!(expected_losses.len(), 1000);
-    let mut trainer = Trainer::new(reference.initial_model(), reference.dataset(), seed_config(optimizer)).unwrap();
+    let mut trainer = Trainer::new(reference.initial_model(), reference.dataset(), config).unwrap();
     let mut losses = Vec::new();
     let outcome = trainer
         .run(|event| {
@@ -108,7 +123,7 @@ fn parity(run: &str, optimizer: OptimizerConfig) -> (f64, f64) {
     }
     let model = trainer.into_model();
     let mut max_weight_diff = 0.0f64;
-    for (name, (_, want)) in Reference::tensors(&reference.json["runs"][run]["final_weights"]) {
+    for (name, (_, want)) in Reference::tensors(&runs[run]["final_weights"]) {
         let got = model.param(&name).unwrap();
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -137,6 +152,24 @@ fn sgd_momentum_weight_decay_matches_pytorch() {
 #[test]
 fn adam_matches_pytorch() {
     parity("adam", OptimizerConfig::adam(1e-3));
+}
+
+#[test]
+fn adamw_matches_pytorch() {
+    let adamw = OptimizerConfig::AdamW { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01 };
+    extra_parity("adamw", adamw, None);
+}
+
+#[test]
+fn sgd_nesterov_matches_pytorch() {
+    let nesterov = OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 1e-4 };
+    extra_parity("sgd_nesterov", nesterov, None);
+}
+
+#[test]
+fn gradient_clipping_and_dampening_match_pytorch() {
+    let sgd = OptimizerConfig::Sgd { lr: 0.05, momentum: 0.5, dampening: 0.1, nesterov: false, weight_decay: 0.0 };
+    extra_parity("sgd_clip", sgd, Some(0.25));
 }
 
 /// A config that exercises every source of randomness and state: shuffling, a
