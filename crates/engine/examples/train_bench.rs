@@ -25,21 +25,37 @@ fn main() -> anyhow::Result<()> {
     );
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--reference" => reference = args.next().ok_or_else(|| anyhow::anyhow!("--reference needs a path"))?,
-            other => anyhow::bail!("unknown argument {other:?}; usage: train_bench [--reference seed_mlp.json]"),
+            "--reference" => {
+                reference = args
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--reference needs a path"))?
+            }
+            other => anyhow::bail!(
+                "unknown argument {other:?}; usage: train_bench [--reference seed_mlp.json]"
+            ),
         }
     }
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&reference)?)?;
     let spec = TensorModelSpec::parse(SEED_SPEC)?;
     let model = TensorModel::from_tensors(spec.clone(), &tensors(&json["initial_weights"]))?;
-    let seed_data = Dataset::from_dense(&spec, floats(&json["x"]["data"]), floats(&json["y"]["data"]))?;
+    let seed_data = Dataset::from_dense(
+        &spec,
+        floats(&json["x"]["data"]),
+        floats(&json["y"]["data"]),
+    )?;
     let big_data = synthetic(&spec, 256 * BIG_STEPS)?;
 
     let optimizers = [
         ("sgd", OptimizerConfig::sgd(0.01)),
         (
             "sgd_momentum",
-            OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 1e-4 },
+            OptimizerConfig::Sgd {
+                lr: 0.01,
+                momentum: 0.9,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 1e-4,
+            },
         ),
         ("adam", OptimizerConfig::adam(1e-3)),
     ];
@@ -55,7 +71,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Median over repeats of the mean µs per step of one epoch over `data`.
-fn time_steps(model: &TensorModel, data: &Dataset, optimizer: &OptimizerConfig, batch: usize) -> anyhow::Result<f64> {
+fn time_steps(
+    model: &TensorModel,
+    data: &Dataset,
+    optimizer: &OptimizerConfig,
+    batch: usize,
+) -> anyhow::Result<f64> {
     let config = TrainConfig {
         optimizer: optimizer.clone(),
         schedule: LrSchedule::Constant,
@@ -94,7 +115,9 @@ fn time_steps(model: &TensorModel, data: &Dataset, optimizer: &OptimizerConfig, 
 fn synthetic(spec: &ValidSpec, rows: usize) -> anyhow::Result<Dataset> {
     let mut state = 1u64;
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     };
     let x = (0..rows * 10).map(|_| next()).collect();
@@ -108,7 +131,13 @@ fn tensors(weights: &Value) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
         .into_iter()
         .flatten()
         .map(|(name, t)| {
-            let shape = t["shape"].as_array().into_iter().flatten().filter_map(Value::as_u64).map(|d| d as usize).collect();
+            let shape = t["shape"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .map(|d| d as usize)
+                .collect();
             (name.clone(), (shape, floats(&t["data"])))
         })
         .collect()

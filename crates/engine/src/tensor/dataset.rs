@@ -151,7 +151,11 @@ impl Dataset {
         if rows == 0 {
             return Err(DatasetError::Empty);
         }
-        for (r, (xr, yr)) in inputs.chunks_exact(iw).zip(targets.chunks_exact(ow)).enumerate() {
+        for (r, (xr, yr)) in inputs
+            .chunks_exact(iw)
+            .zip(targets.chunks_exact(ow))
+            .enumerate()
+        {
             for (io, slice) in split_by_io(spec.inputs(), xr) {
                 check_values(r + 1, &io.name, slice, None)?;
             }
@@ -207,10 +211,12 @@ impl Dataset {
             builder.check_room()?;
             for (is_target, ios) in [(false, spec.inputs()), (true, spec.outputs())] {
                 for io in ios {
-                    let value = object.get(&io.name).ok_or_else(|| DatasetError::MissingKey {
-                        row,
-                        key: io.name.clone(),
-                    })?;
+                    let value = object
+                        .get(&io.name)
+                        .ok_or_else(|| DatasetError::MissingKey {
+                            row,
+                            key: io.name.clone(),
+                        })?;
                     numbers.clear();
                     flatten(value, row, &io.name, io.width(), &mut numbers)?;
                     if numbers.len() != io.width() {
@@ -269,8 +275,16 @@ impl Dataset {
                     column: column.clone(),
                 })
         };
-        let feature_idx = columns.features.iter().map(find).collect::<Result<Vec<_>, _>>()?;
-        let target_idx = columns.targets.iter().map(find).collect::<Result<Vec<_>, _>>()?;
+        let feature_idx = columns
+            .features
+            .iter()
+            .map(find)
+            .collect::<Result<Vec<_>, _>>()?;
+        let target_idx = columns
+            .targets
+            .iter()
+            .map(find)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut builder = Builder::new(spec, limits);
         let mut numbers = Vec::new();
         for record in records {
@@ -294,7 +308,12 @@ impl Dataset {
                     numbers.push(parse_cell(row, &header[i], &fields[i])?);
                 }
                 for (k, &i) in idx.iter().enumerate() {
-                    check_values(row, &header[i], &numbers[k..k + 1], is_target.then_some(spec.loss()))?;
+                    check_values(
+                        row,
+                        &header[i],
+                        &numbers[k..k + 1],
+                        is_target.then_some(spec.loss()),
+                    )?;
                 }
                 builder.push(is_target, &numbers);
             }
@@ -399,7 +418,10 @@ fn as_text(bytes: &[u8]) -> Result<&str, DatasetError> {
     Ok(text)
 }
 
-fn split_by_io<'a>(ios: &'a [IoSpec], row: &'a [f32]) -> impl Iterator<Item = (&'a IoSpec, &'a [f32])> {
+fn split_by_io<'a>(
+    ios: &'a [IoSpec],
+    row: &'a [f32],
+) -> impl Iterator<Item = (&'a IoSpec, &'a [f32])> {
     let mut start = 0;
     ios.iter().map(move |io| {
         let slice = &row[start..start + io.width()];

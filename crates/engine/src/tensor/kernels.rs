@@ -60,14 +60,26 @@ pub(crate) fn linear_backward(
         row_stride: 1,
         col_stride: n_out,
     };
-    matmul(dy_t, (&x[..rows * n_in], n_in), dw, (n_out, n_in, rows), false);
+    matmul(
+        dy_t,
+        (&x[..rows * n_in], n_in),
+        dw,
+        (n_out, n_in, rows),
+        false,
+    );
     if let Some(dx) = dx {
         let dy_rows = Lhs {
             data: dy,
             row_stride: n_out,
             col_stride: 1,
         };
-        matmul(dy_rows, (w, n_in), &mut dx[..rows * n_in], (rows, n_in, n_out), false);
+        matmul(
+            dy_rows,
+            (w, n_in),
+            &mut dx[..rows * n_in],
+            (rows, n_in, n_out),
+            false,
+        );
     }
 }
 
@@ -105,7 +117,12 @@ fn matmul(
         let mut n0 = 0;
         while n0 < n_len {
             let width = n_len - n0;
-            let tile = Tile { m0, n0, k_len, n_len };
+            let tile = Tile {
+                m0,
+                n0,
+                k_len,
+                n_len,
+            };
             match (mr, width) {
                 (4, 8..) => tile.run::<4, 8>(a, b, ldb, c, accumulate),
                 (4, 4..) => tile.run::<4, 4>(a, b, ldb, c, accumulate),

@@ -31,6 +31,6 @@ pub use net::{Workspace, WorkspaceTooLarge};
 pub use optim::{OptimizerConfig, OptimizerConfigError};
 pub use spec::{IoSpec, LayerSpec, LossKind, ParamInfo, SpecError, TensorModelSpec, ValidSpec};
 pub use train::{
-    Control, EarlyStopping, EpochEvent, LrSchedule, StepEvent, TrainConfig, TrainError,
-    TrainEvent, TrainOutcome, Trainer,
+    Control, EarlyStopping, EpochEvent, LrSchedule, StepEvent, TrainConfig, TrainError, TrainEvent,
+    TrainOutcome, Trainer,
 };

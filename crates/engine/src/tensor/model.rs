@@ -40,7 +40,10 @@ pub enum ModelError {
     UnknownInput { name: String, expected: Vec<String> },
     #[error("input {name:?} is given twice")]
     DuplicateInput { name: String },
-    #[error("input {name:?} has shape {actual:?}, expected [batch, {}]", fmt_dims(expected))]
+    #[error(
+        "input {name:?} has shape {actual:?}, expected [batch, {}]",
+        fmt_dims(expected)
+    )]
     InputShape {
         name: String,
         expected: Vec<usize>,
@@ -111,14 +114,18 @@ impl TensorModel {
                 LayerSpec::Linear { in_features, .. } => {
                     let bound = 1.0 / (*in_features as f32).sqrt();
                     for _ in 0..2 {
-                        let info = infos.next().expect("linear has weight and bias: this is a bug");
+                        let info = infos
+                            .next()
+                            .expect("linear has weight and bias: this is a bug");
                         for v in &mut params[info.offset..info.offset + info.len] {
                             *v = (rng.next_f32() * 2.0 - 1.0) * bound;
                         }
                     }
                 }
                 LayerSpec::LayerNorm { .. } => {
-                    let weight = infos.next().expect("layer norm has a weight: this is a bug");
+                    let weight = infos
+                        .next()
+                        .expect("layer norm has a weight: this is a bug");
                     params[weight.offset..weight.offset + weight.len].fill(1.0);
                     infos.next();
                 }
@@ -136,11 +143,12 @@ impl TensorModel {
     ) -> Result<TensorModel, ModelError> {
         let mut params = vec![0.0f32; spec.n_params()];
         for info in spec.params() {
-            let (shape, data) = tensors
-                .get(&info.name)
-                .ok_or_else(|| ModelError::MissingTensor {
-                    name: info.name.clone(),
-                })?;
+            let (shape, data) =
+                tensors
+                    .get(&info.name)
+                    .ok_or_else(|| ModelError::MissingTensor {
+                        name: info.name.clone(),
+                    })?;
             check_shape(info, shape)?;
             if data.len() != info.len {
                 return Err(ModelError::TensorShape {
@@ -343,7 +351,10 @@ impl TensorModel {
         let buffer = self.net.input_mut(&mut ws, rows);
         let mut column = 0;
         for (data, width) in ordered {
-            for (dst, src) in buffer.chunks_exact_mut(total_width).zip(data.chunks_exact(width)) {
+            for (dst, src) in buffer
+                .chunks_exact_mut(total_width)
+                .zip(data.chunks_exact(width))
+            {
                 dst[column..column + width].copy_from_slice(src);
             }
             column += width;

@@ -121,7 +121,10 @@ impl Net {
     }
 
     pub(crate) fn output_width(&self) -> usize {
-        *self.widths.last().expect("a net has an output width: this is a bug")
+        *self
+            .widths
+            .last()
+            .expect("a net has an output width: this is a bug")
     }
 
     /// Makes sure `ws` can hold `rows` examples; grows it (never shrinks) when needed.
@@ -135,7 +138,9 @@ impl Net {
         let per_row: usize = self
             .widths
             .iter()
-            .try_fold(0usize, |acc, &w| acc.checked_add(w.checked_mul(3)?)?.checked_add(1))
+            .try_fold(0usize, |acc, &w| {
+                acc.checked_add(w.checked_mul(3)?)?.checked_add(1)
+            })
             .ok_or(too_large)?;
         let total = per_row.checked_mul(rows).ok_or(too_large)?;
         if total > MAX_WORKSPACE_ELEMENTS {
@@ -231,7 +236,8 @@ impl Net {
                     let (xhat, rstd) = ws.saved[k].split_at_mut(ws.capacity * dim);
                     let gamma = &params[w..w + dim];
                     let beta = &params[b..b + dim];
-                    for (r, (xr, yr)) in x.chunks_exact(dim).zip(y.chunks_exact_mut(dim)).enumerate()
+                    for (r, (xr, yr)) in
+                        x.chunks_exact(dim).zip(y.chunks_exact_mut(dim)).enumerate()
                     {
                         let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / dim as f64;
                         let var = xr
@@ -246,8 +252,12 @@ impl Net {
                         rstd[r] = inv;
                         let mean = mean as f32;
                         let xh = &mut xhat[r * dim..(r + 1) * dim];
-                        for ((((h, yv), &xv), &g), &bb) in
-                            xh.iter_mut().zip(yr.iter_mut()).zip(xr).zip(gamma).zip(beta)
+                        for ((((h, yv), &xv), &g), &bb) in xh
+                            .iter_mut()
+                            .zip(yr.iter_mut())
+                            .zip(xr)
+                            .zip(gamma)
+                            .zip(beta)
                         {
                             *h = (xv - mean) * inv;
                             *yv = *h * g + bb;
@@ -352,7 +362,6 @@ impl Net {
         let target = &target[..rows * width];
         loss_and_grad(self.loss, pred, target, width, grad)
     }
-
 }
 
 /// Loss (mean, as PyTorch's `reduction="mean"`) and its gradient with respect to `pred`.

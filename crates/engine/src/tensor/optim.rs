@@ -116,12 +116,37 @@ impl OptimizerConfig {
                 weight_decay,
                 ..
             } => {
-                check("momentum", momentum, (0.0..1.0).contains(&momentum), "must be in [0, 1)")?;
-                check("dampening", dampening, (0.0..=1.0).contains(&dampening), "must be in [0, 1]")?;
-                check("weight_decay", weight_decay, weight_decay >= 0.0, "must be >= 0")?;
+                check(
+                    "momentum",
+                    momentum,
+                    (0.0..1.0).contains(&momentum),
+                    "must be in [0, 1)",
+                )?;
+                check(
+                    "dampening",
+                    dampening,
+                    (0.0..=1.0).contains(&dampening),
+                    "must be in [0, 1]",
+                )?;
+                check(
+                    "weight_decay",
+                    weight_decay,
+                    weight_decay >= 0.0,
+                    "must be >= 0",
+                )?;
                 if nesterov {
-                    check("momentum", momentum, momentum > 0.0, "nesterov needs momentum > 0")?;
-                    check("dampening", dampening, dampening == 0.0, "nesterov needs dampening 0")?;
+                    check(
+                        "momentum",
+                        momentum,
+                        momentum > 0.0,
+                        "nesterov needs momentum > 0",
+                    )?;
+                    check(
+                        "dampening",
+                        dampening,
+                        dampening == 0.0,
+                        "nesterov needs dampening 0",
+                    )?;
                 }
             }
             OptimizerConfig::Adam {
@@ -136,10 +161,25 @@ impl OptimizerConfig {
                 weight_decay,
                 ..
             } => {
-                check("betas.0", betas.0, (0.0..1.0).contains(&betas.0), "must be in [0, 1)")?;
-                check("betas.1", betas.1, (0.0..1.0).contains(&betas.1), "must be in [0, 1)")?;
+                check(
+                    "betas.0",
+                    betas.0,
+                    (0.0..1.0).contains(&betas.0),
+                    "must be in [0, 1)",
+                )?;
+                check(
+                    "betas.1",
+                    betas.1,
+                    (0.0..1.0).contains(&betas.1),
+                    "must be in [0, 1)",
+                )?;
                 check("eps", eps, eps > 0.0, "must be > 0")?;
-                check("weight_decay", weight_decay, weight_decay >= 0.0, "must be >= 0")?;
+                check(
+                    "weight_decay",
+                    weight_decay,
+                    weight_decay >= 0.0,
+                    "must be >= 0",
+                )?;
             }
         }
         Ok(())
@@ -195,7 +235,11 @@ impl OptimizerState {
                 let first_step = self.step == 1;
                 if momentum == 0.0 {
                     for (p, g) in params.iter_mut().zip(grads.iter_mut()) {
-                        let g = if weight_decay != 0.0 { *g + wd * *p } else { *g };
+                        let g = if weight_decay != 0.0 {
+                            *g + wd * *p
+                        } else {
+                            *g
+                        };
                         *p += neg_lr * g;
                     }
                     return;
@@ -205,7 +249,11 @@ impl OptimizerState {
                     .zip(grads.iter_mut())
                     .zip(self.first.iter_mut())
                 {
-                    let g = if weight_decay != 0.0 { *g + wd * *p } else { *g };
+                    let g = if weight_decay != 0.0 {
+                        *g + wd * *p
+                    } else {
+                        *g
+                    };
                     // PyTorch starts the buffer as a copy of the first gradient, undamped.
                     *buf = if first_step { g } else { *buf * mu + keep * g };
                     let d = if nesterov { g + mu * *buf } else { *buf };

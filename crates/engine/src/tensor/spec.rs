@@ -66,7 +66,9 @@ pub enum LayerSpec {
     /// Softmax over the features of each example.
     Softmax,
     /// Inverted dropout (scaled by `1 / (1 - p)` while training, identity otherwise).
-    Dropout { p: f32 },
+    Dropout {
+        p: f32,
+    },
     LayerNorm {
         name: String,
         dim: usize,
@@ -277,7 +279,12 @@ impl TryFrom<TensorModelSpec> for ValidSpec {
                         format!("{name}.weight"),
                         vec![*dim],
                     )?;
-                    push_param(&mut params, &mut n_params, format!("{name}.bias"), vec![*dim])?;
+                    push_param(
+                        &mut params,
+                        &mut n_params,
+                        format!("{name}.bias"),
+                        vec![*dim],
+                    )?;
                 }
                 LayerSpec::Dropout { p } => {
                     if !(p.is_finite() && *p >= 0.0 && *p < 1.0) {
@@ -464,7 +471,9 @@ fn check_name(name: &str) -> Result<(), SpecError> {
     let ok = !bytes.is_empty()
         && bytes.len() <= MAX_NAME_LEN
         && !bytes[0].is_ascii_digit()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
     if ok {
         Ok(())
     } else {

@@ -135,9 +135,14 @@ pub enum Control {
 /// How [`Trainer::run`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrainOutcome {
-    Finished { epochs: usize, stopped_early: bool },
+    Finished {
+        epochs: usize,
+        stopped_early: bool,
+    },
     /// Stopped by the callback; the trainer can still checkpoint or continue.
-    Cancelled { step: u64 },
+    Cancelled {
+        step: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +277,11 @@ impl TrainConfig {
 
 impl Trainer {
     /// Starts training `model` on `data`.
-    pub fn new(model: TensorModel, data: Dataset, config: TrainConfig) -> Result<Trainer, TrainError> {
+    pub fn new(
+        model: TensorModel,
+        data: Dataset,
+        config: TrainConfig,
+    ) -> Result<Trainer, TrainError> {
         config.validate()?;
         let spec = model.spec();
         let expected = (spec.input_width(), spec.output_width());
@@ -633,10 +642,12 @@ fn argmax(values: &[f32]) -> usize {
 fn fingerprint(data: &Dataset) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     let sizes = [data.n_rows(), data.input_width(), data.output_width()];
-    let words = sizes
-        .iter()
-        .map(|&s| s as u64)
-        .chain(data.inputs().iter().chain(data.targets()).map(|v| v.to_bits() as u64));
+    let words = sizes.iter().map(|&s| s as u64).chain(
+        data.inputs()
+            .iter()
+            .chain(data.targets())
+            .map(|v| v.to_bits() as u64),
+    );
     for word in words {
         hash ^= word;
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

@@ -7,7 +7,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn uniform(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32) / (1u64 << 24) as f32
     }
     fn normalish(&mut self) -> f32 {
@@ -48,26 +51,34 @@ fn check(middle: &str, tail: &str, loss: &str, targets: Targets, dropout_seed: O
             Targets::Probabilities => (0..3).map(|_| rng.uniform()).collect(),
         })
         .collect();
-    let (loss, grads) = model.loss_and_gradient(&inputs, &targets, rows, dropout_seed).unwrap();
+    let (loss, grads) = model
+        .loss_and_gradient(&inputs, &targets, rows, dropout_seed)
+        .unwrap();
     assert!(loss.is_finite() && loss > 0.0);
     let h = 3e-3f32;
     let names: Vec<_> = model.spec().params().to_vec();
     for info in &names {
-        for k in info.offset..info.offset + info.len {
+        let tensor_grads = &grads[info.offset..info.offset + info.len];
+        for (j, &grad) in tensor_grads.iter().enumerate() {
+            let k = info.offset + j;
             let original = model.params()[k];
             model.params_mut()[k] = original + h;
-            let (up, _) = model.loss_and_gradient(&inputs, &targets, rows, dropout_seed).unwrap();
+            let (up, _) = model
+                .loss_and_gradient(&inputs, &targets, rows, dropout_seed)
+                .unwrap();
             model.params_mut()[k] = original - h;
-            let (down, _) = model.loss_and_gradient(&inputs, &targets, rows, dropout_seed).unwrap();
+            let (down, _) = model
+                .loss_and_gradient(&inputs, &targets, rows, dropout_seed)
+                .unwrap();
             model.params_mut()[k] = original;
             let numeric = (up - down) / (2.0 * h as f64);
-            let analytic = grads[k] as f64;
+            let analytic = grad as f64;
             let error = (numeric - analytic).abs();
             assert!(
                 error <= 1e-3 + 1e-2 * analytic.abs(),
                 "{middle} {tail} {loss}: d/d {}[{}]: analytic {analytic}, numeric {numeric}",
                 info.name,
-                k - info.offset
+                j
             );
         }
     }
@@ -105,27 +116,75 @@ fn softmax() {
 
 #[test]
 fn layer_norm() {
-    check(r#"{"type": "layer_norm", "name": "norm", "dim": 6},"#, "", "mse", Targets::Real, None);
-    check(r#"{"type": "layer_norm", "name": "norm", "dim": 6, "eps": 0.1},"#, "", "mse", Targets::Real, None);
+    check(
+        r#"{"type": "layer_norm", "name": "norm", "dim": 6},"#,
+        "",
+        "mse",
+        Targets::Real,
+        None,
+    );
+    check(
+        r#"{"type": "layer_norm", "name": "norm", "dim": 6, "eps": 0.1},"#,
+        "",
+        "mse",
+        Targets::Real,
+        None,
+    );
 }
 
 #[test]
 fn dropout_with_a_fixed_mask() {
-    check(r#"{"type": "dropout", "p": 0.4},"#, "", "mse", Targets::Real, Some(9));
+    check(
+        r#"{"type": "dropout", "p": 0.4},"#,
+        "",
+        "mse",
+        Targets::Real,
+        Some(9),
+    );
     // Inference mode is the identity.
-    check(r#"{"type": "dropout", "p": 0.4},"#, "", "mse", Targets::Real, None);
+    check(
+        r#"{"type": "dropout", "p": 0.4},"#,
+        "",
+        "mse",
+        Targets::Real,
+        None,
+    );
 }
 
 #[test]
 fn cross_entropy() {
-    check(r#"{"type": "tanh"},"#, "", "cross_entropy", Targets::OneHot, None);
-    check(r#"{"type": "relu"},"#, "", "cross_entropy", Targets::Probabilities, None);
+    check(
+        r#"{"type": "tanh"},"#,
+        "",
+        "cross_entropy",
+        Targets::OneHot,
+        None,
+    );
+    check(
+        r#"{"type": "relu"},"#,
+        "",
+        "cross_entropy",
+        Targets::Probabilities,
+        None,
+    );
 }
 
 #[test]
 fn binary_cross_entropy() {
-    check(r#"{"type": "gelu"},"#, r#", {"type": "sigmoid"}"#, "binary_cross_entropy", Targets::Probabilities, None);
-    check("", r#", {"type": "softmax"}"#, "binary_cross_entropy", Targets::OneHot, None);
+    check(
+        r#"{"type": "gelu"},"#,
+        r#", {"type": "sigmoid"}"#,
+        "binary_cross_entropy",
+        Targets::Probabilities,
+        None,
+    );
+    check(
+        "",
+        r#", {"type": "softmax"}"#,
+        "binary_cross_entropy",
+        Targets::OneHot,
+        None,
+    );
 }
 
 #[test]

@@ -19,7 +19,10 @@ pub struct Reference {
 
 impl Reference {
     pub fn load() -> Reference {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference/seed_mlp.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference/seed_mlp.json"
+        );
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("reading {path}: {e} (shared/ must sit beside the repo)"));
         Reference {
@@ -37,14 +40,20 @@ impl Reference {
             .expect("weights object")
             .iter()
             .map(|(name, t)| {
-                let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                let shape = t["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
                 (name.clone(), (shape, floats(&t["data"])))
             })
             .collect()
     }
 
     pub fn initial_model(&self) -> TensorModel {
-        TensorModel::from_tensors(Self::spec(), &Self::tensors(&self.json["initial_weights"])).unwrap()
+        TensorModel::from_tensors(Self::spec(), &Self::tensors(&self.json["initial_weights"]))
+            .unwrap()
     }
 
     pub fn dataset(&self) -> Dataset {
@@ -88,7 +97,14 @@ fn parity(run: &str, optimizer: OptimizerConfig) -> (f64, f64) {
 
 fn extra_parity(run: &str, optimizer: OptimizerConfig, max_grad_norm: Option<f64>) -> (f64, f64) {
     let golden: Value = serde_json::from_str(EXTRA_GOLDEN).unwrap();
-    parity_with(&golden["runs"], run, TrainConfig { max_grad_norm, ..seed_config(optimizer) })
+    parity_with(
+        &golden["runs"],
+        run,
+        TrainConfig {
+            max_grad_norm,
+            ..seed_config(optimizer)
+        },
+    )
 }
 
 /// Trains the seed model as PyTorch did in `runs[run]` and returns
@@ -113,12 +129,21 @@ fn parity_with(runs: &Value, run: &str, config: TrainConfig) -> (f64, f64) {
             Control::Continue
         })
         .unwrap();
-    assert_eq!(outcome, TrainOutcome::Finished { epochs: 1, stopped_early: false });
+    assert_eq!(
+        outcome,
+        TrainOutcome::Finished {
+            epochs: 1,
+            stopped_early: false
+        }
+    );
     assert_eq!(losses.len(), expected_losses.len());
     let mut max_loss_diff = 0.0f64;
     for (t, (got, want)) in losses.iter().zip(&expected_losses).enumerate() {
         let diff = (got - want).abs();
-        assert!(diff <= TOLERANCE, "{run}: step {t}: loss {got} vs PyTorch {want} (diff {diff})");
+        assert!(
+            diff <= TOLERANCE,
+            "{run}: step {t}: loss {got} vs PyTorch {want} (diff {diff})"
+        );
         max_loss_diff = max_loss_diff.max(diff);
     }
     let model = trainer.into_model();
@@ -128,7 +153,10 @@ fn parity_with(runs: &Value, run: &str, config: TrainConfig) -> (f64, f64) {
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let diff = (*g as f64 - *w as f64).abs();
-            assert!(diff <= TOLERANCE, "{run}: final {name}[{i}] = {g} vs PyTorch {w} (diff {diff})");
+            assert!(
+                diff <= TOLERANCE,
+                "{run}: final {name}[{i}] = {g} vs PyTorch {w} (diff {diff})"
+            );
             max_weight_diff = max_weight_diff.max(diff);
         }
     }
@@ -145,7 +173,13 @@ fn sgd_matches_pytorch() {
 fn sgd_momentum_weight_decay_matches_pytorch() {
     parity(
         "sgd_momentum",
-        OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 1e-4 },
+        OptimizerConfig::Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 1e-4,
+        },
     );
 }
 
@@ -156,19 +190,36 @@ fn adam_matches_pytorch() {
 
 #[test]
 fn adamw_matches_pytorch() {
-    let adamw = OptimizerConfig::AdamW { lr: 1e-3, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01 };
+    let adamw = OptimizerConfig::AdamW {
+        lr: 1e-3,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
     extra_parity("adamw", adamw, None);
 }
 
 #[test]
 fn sgd_nesterov_matches_pytorch() {
-    let nesterov = OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 1e-4 };
+    let nesterov = OptimizerConfig::Sgd {
+        lr: 0.01,
+        momentum: 0.9,
+        dampening: 0.0,
+        nesterov: true,
+        weight_decay: 1e-4,
+    };
     extra_parity("sgd_nesterov", nesterov, None);
 }
 
 #[test]
 fn gradient_clipping_and_dampening_match_pytorch() {
-    let sgd = OptimizerConfig::Sgd { lr: 0.05, momentum: 0.5, dampening: 0.1, nesterov: false, weight_decay: 0.0 };
+    let sgd = OptimizerConfig::Sgd {
+        lr: 0.05,
+        momentum: 0.5,
+        dampening: 0.1,
+        nesterov: false,
+        weight_decay: 0.0,
+    };
     extra_parity("sgd_clip", sgd, Some(0.25));
 }
 
@@ -176,8 +227,16 @@ fn gradient_clipping_and_dampening_match_pytorch() {
 /// validation split, dropout, a schedule, clipping and Adam's moments.
 fn busy_config() -> TrainConfig {
     TrainConfig {
-        optimizer: OptimizerConfig::AdamW { lr: 1e-2, betas: (0.9, 0.999), eps: 1e-8, weight_decay: 0.01 },
-        schedule: LrSchedule::Cosine { t_max: None, eta_min: 1e-4 },
+        optimizer: OptimizerConfig::AdamW {
+            lr: 1e-2,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.01,
+        },
+        schedule: LrSchedule::Cosine {
+            t_max: None,
+            eta_min: 1e-4,
+        },
         batch_size: Some(7),
         epochs: 4,
         shuffle: true,
@@ -224,12 +283,21 @@ fn same_seed_gives_identical_bytes() {
     let first = train_to_end(Trainer::new(model.clone(), data.clone(), busy_config()).unwrap());
     let second = train_to_end(Trainer::new(model.clone(), data.clone(), busy_config()).unwrap());
     assert_eq!(first.0, second.0);
-    assert_eq!(first.1, second.1, "same seed must give identical weight bytes");
-    let other = TrainConfig { seed: 43, ..busy_config() };
+    assert_eq!(
+        first.1, second.1,
+        "same seed must give identical weight bytes"
+    );
+    let other = TrainConfig {
+        seed: 43,
+        ..busy_config()
+    };
     let third = train_to_end(Trainer::new(model, data, other).unwrap());
     assert_ne!(first.1, third.1, "a different seed must change the run");
     // Random init is deterministic too.
-    assert_eq!(dropout_model(7).to_safetensors().unwrap(), dropout_model(7).to_safetensors().unwrap());
+    assert_eq!(
+        dropout_model(7).to_safetensors().unwrap(),
+        dropout_model(7).to_safetensors().unwrap()
+    );
     assert_ne!(dropout_model(7).params(), dropout_model(8).params());
 }
 
@@ -238,7 +306,8 @@ fn resume_from_checkpoint_matches_uninterrupted_run() {
     let model = dropout_model(3);
     let spec = model.spec().clone();
     let data = seed_data_for(&model);
-    let (full_losses, full_weights) = train_to_end(Trainer::new(model.clone(), data.clone(), busy_config()).unwrap());
+    let (full_losses, full_weights) =
+        train_to_end(Trainer::new(model.clone(), data.clone(), busy_config()).unwrap());
 
     // Stop mid-epoch (step 30 of 23 steps per epoch lies in the second epoch), checkpoint,
     // drop the trainer and resume from bytes.
@@ -263,7 +332,10 @@ fn resume_from_checkpoint_matches_uninterrupted_run() {
     let (rest, weights) = train_to_end(resumed);
     losses.extend(rest);
     assert_eq!(losses, full_losses);
-    assert_eq!(weights, full_weights, "resumed run must end with the same weights");
+    assert_eq!(
+        weights, full_weights,
+        "resumed run must end with the same weights"
+    );
 
     // The checkpoint refuses a different dataset.
     let mut other = data.inputs().to_vec();
@@ -281,7 +353,10 @@ fn epochs_validation_and_early_stopping() {
         batch_size: None,
         epochs: 200,
         validation_split: 0.25,
-        early_stopping: Some(EarlyStopping { patience: 2, min_delta: 1e-3 }),
+        early_stopping: Some(EarlyStopping {
+            patience: 2,
+            min_delta: 1e-3,
+        }),
         ..seed_config(OptimizerConfig::sgd(0.05))
     };
     let mut trainer = Trainer::new(reference.initial_model(), reference.dataset(), config).unwrap();
@@ -298,44 +373,96 @@ fn epochs_validation_and_early_stopping() {
         .unwrap();
     // Full batch: one step per epoch.
     assert_eq!(steps, epochs.len());
-    assert!(epochs.iter().all(|e| e.val_loss.is_some() && e.val_accuracy.is_none()));
+    assert!(epochs
+        .iter()
+        .all(|e| e.val_loss.is_some() && e.val_accuracy.is_none()));
     let last = epochs.last().unwrap();
-    assert!(last.stopped_early, "the seed data is noise, so validation stops improving");
+    assert!(
+        last.stopped_early,
+        "the seed data is noise, so validation stops improving"
+    );
     assert!(epochs.len() < 200);
-    assert_eq!(outcome, TrainOutcome::Finished { epochs: epochs.len(), stopped_early: true });
-    assert!(epochs[0].train_loss > last.train_loss, "full-batch descent lowers the training loss");
+    assert_eq!(
+        outcome,
+        TrainOutcome::Finished {
+            epochs: epochs.len(),
+            stopped_early: true
+        }
+    );
+    assert!(
+        epochs[0].train_loss > last.train_loss,
+        "full-batch descent lowers the training loss"
+    );
 }
 
 #[test]
 fn schedules() {
-    let base = TrainConfig { epochs: 10, ..seed_config(OptimizerConfig::sgd(0.1)) };
-    let step = TrainConfig { schedule: LrSchedule::Step { step_size: 3, gamma: 0.5 }, ..base.clone() };
+    let base = TrainConfig {
+        epochs: 10,
+        ..seed_config(OptimizerConfig::sgd(0.1))
+    };
+    let step = TrainConfig {
+        schedule: LrSchedule::Step {
+            step_size: 3,
+            gamma: 0.5,
+        },
+        ..base.clone()
+    };
     assert_eq!(step.lr_at(0), 0.1);
     assert_eq!(step.lr_at(2), 0.1);
     assert!((step.lr_at(3) - 0.05).abs() < 1e-12);
     assert!((step.lr_at(9) - 0.0125).abs() < 1e-12);
-    let cosine = TrainConfig { schedule: LrSchedule::Cosine { t_max: None, eta_min: 0.0 }, ..base.clone() };
+    let cosine = TrainConfig {
+        schedule: LrSchedule::Cosine {
+            t_max: None,
+            eta_min: 0.0,
+        },
+        ..base.clone()
+    };
     assert!((cosine.lr_at(0) - 0.1).abs() < 1e-12);
     assert!((cosine.lr_at(5) - 0.05).abs() < 1e-12);
     assert!(cosine.lr_at(10).abs() < 1e-12);
     assert_eq!(base.lr_at(7), 0.1);
-    let bad = TrainConfig { epochs: 0, ..base.clone() };
+    let bad = TrainConfig {
+        epochs: 0,
+        ..base.clone()
+    };
     assert!(bad.validate().is_err());
-    let bad = TrainConfig { optimizer: OptimizerConfig::sgd(-1.0), ..base };
+    let bad = TrainConfig {
+        optimizer: OptimizerConfig::sgd(-1.0),
+        ..base
+    };
     assert!(bad.validate().is_err());
-    let json: TrainConfig =
-        serde_json::from_str(r#"{"optimizer": {"type": "adam_w", "lr": 0.001}, "epochs": 3, "batch_size": 32}"#).unwrap();
+    let json: TrainConfig = serde_json::from_str(
+        r#"{"optimizer": {"type": "adam_w", "lr": 0.001}, "epochs": 3, "batch_size": 32}"#,
+    )
+    .unwrap();
     assert_eq!(json.epochs, 3);
-    assert!(serde_json::from_str::<TrainConfig>(r#"{"optimizer": {"type": "sgd", "lr": 0.1}, "epoch": 3}"#).is_err());
+    assert!(serde_json::from_str::<TrainConfig>(
+        r#"{"optimizer": {"type": "sgd", "lr": 0.1}, "epoch": 3}"#
+    )
+    .is_err());
 }
 
 #[test]
 fn nesterov_differs_from_plain_momentum_and_learns() {
     let reference = Reference::load();
     let run = |nesterov| {
-        let opt = OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, dampening: 0.0, nesterov, weight_decay: 0.0 };
-        let config = TrainConfig { batch_size: Some(50), epochs: 5, ..seed_config(opt) };
-        let (losses, weights) = train_to_end(Trainer::new(reference.initial_model(), reference.dataset(), config).unwrap());
+        let opt = OptimizerConfig::Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov,
+            weight_decay: 0.0,
+        };
+        let config = TrainConfig {
+            batch_size: Some(50),
+            epochs: 5,
+            ..seed_config(opt)
+        };
+        let (losses, weights) = train_to_end(
+            Trainer::new(reference.initial_model(), reference.dataset(), config).unwrap(),
+        );
         (losses, weights)
     };
     let (plain, plain_w) = run(false);
