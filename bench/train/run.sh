@@ -41,10 +41,12 @@ import sys
 rows = {}
 for path in sys.argv[1:]:
     for line in open(path):
-        impl, case, us = line.rstrip("\n").split("\t")
-        rows.setdefault(case, {})[impl] = float(us)
-print(f"| case | PyTorch µs/step | Charter µs/step | speed-up |")
-print(f"|---|---:|---:|---:|")
+        impl, case, median, best = line.rstrip("\n").split("\t")
+        rows.setdefault(case, {})[impl] = (float(median), float(best))
+print("µs per optimiser step, median (best) of 15 passes; speed-up = PyTorch / Charter")
+print("| case | PyTorch | Charter | speed-up median | speed-up best |")
+print("|---|---:|---:|---:|---:|")
 for case, r in rows.items():
-    print(f"| {case} | {r['torch']:.2f} | {r['rust']:.2f} | {r['torch'] / r['rust']:.1f}× |")
+    (tm, tb), (rm, rb) = r["torch"], r["rust"]
+    print(f"| {case} | {tm:.2f} ({tb:.2f}) | {rm:.2f} ({rb:.2f}) | {tm / rm:.1f}× | {tb / rb:.1f}× |")
 PY

@@ -1,5 +1,6 @@
 """PyTorch side of the training benchmark: the same seed loop and batch-256 loop as
-crates/engine/examples/train_bench.rs, printing `torch <case> <us per step>` lines."""
+crates/engine/examples/train_bench.rs, printing `torch <case> <median us/step> <best us/step>`
+lines over 15 timed passes after one warm-up pass."""
 
 import argparse
 import json
@@ -35,8 +36,8 @@ def main():
     ]
     for batch, (xs, ys) in [(1, (x, y)), (256, (big_x, big_y))]:
         for name, make in optimizers:
-            us = time_steps(init, xs, ys, make)
-            print(f"torch\t{name} batch={batch}\t{us:.3f}", flush=True)
+            median, best = time_steps(init, xs, ys, make)
+            print(f"torch\t{name} batch={batch}\t{median:.3f}\t{best:.3f}", flush=True)
 
 
 def time_steps(init, xs, ys, make):
@@ -57,7 +58,7 @@ def time_steps(init, xs, ys, make):
         elapsed = time.perf_counter() - start
         if repeat > 0:  # the first run is warm-up
             samples.append(elapsed * 1e6 / xs.shape[0])
-    return statistics.median(samples)
+    return statistics.median(samples), min(samples)
 
 
 if __name__ == "__main__":
