@@ -20,7 +20,7 @@ impl Default for DatasetLimits {
     fn default() -> Self {
         DatasetLimits {
             max_rows: 10_000_000,
-            max_values: 1 << 28,
+            max_values: 1 << 26,
         }
     }
 }

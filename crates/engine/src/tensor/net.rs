@@ -43,12 +43,17 @@ pub(crate) struct Net {
     /// `widths[k]` is the width of the input of op `k`; the last is the output width.
     pub(crate) widths: Vec<usize>,
     pub(crate) loss: LossKind,
+    /// Buffer sizes per example (widths, then saved values per op, then the scratch
+    /// size), recorded in a workspace so that one built for another net is never used.
+    layout: Vec<usize>,
 }
 
 /// Preallocated buffers for passes of up to `capacity` examples.
 #[derive(Debug, Clone, Default)]
 pub struct Workspace {
     capacity: usize,
+    /// The [`Net`] layout these buffers were sized for.
+    layout: Vec<usize>,
     /// `acts[k]` is the input of op `k`; `acts[n_ops]` is the network output.
     acts: Vec<Vec<f32>>,
     /// Gradient of the loss with respect to `acts[k]`.
@@ -109,10 +114,30 @@ impl Net {
             ops.push(op);
             widths.push(width);
         }
+        let saved_per_row = ops.iter().zip(&widths).map(|(op, &w)| match op {
+            Op::Dropout { .. } => w,
+            Op::LayerNorm { .. } => w + 1,
+            _ => 0,
+        });
+        let scratch = ops
+            .iter()
+            .map(|op| match op {
+                Op::Linear { n_in, n_out, .. } => n_in * n_out,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let layout = widths
+            .iter()
+            .copied()
+            .chain(saved_per_row)
+            .chain([scratch])
+            .collect();
         Net {
             ops,
             widths,
             loss: spec.loss(),
+            layout,
         }
     }
 
@@ -129,46 +154,29 @@ impl Net {
 
     /// Makes sure `ws` can hold `rows` examples; grows it (never shrinks) when needed.
     pub(crate) fn prepare(&self, ws: &mut Workspace, rows: usize) -> Result<(), WorkspaceTooLarge> {
-        if ws.capacity >= rows && ws.acts.len() == self.widths.len() {
+        if ws.capacity >= rows && ws.layout == self.layout {
             return Ok(());
         }
         let too_large = WorkspaceTooLarge { rows };
-        // Activations and their gradients, plus the saved values (at most one more
-        // activation-sized buffer and a row of 1/σ per op).
-        let per_row: usize = self
-            .widths
+        // Activations and their gradients (two per width) plus the saved values.
+        let n_widths = self.widths.len();
+        let (widths, rest) = self.layout.split_at(n_widths);
+        let (saved, scratch) = rest.split_at(self.ops.len());
+        let per_row: usize = widths
             .iter()
-            .try_fold(0usize, |acc, &w| {
-                acc.checked_add(w.checked_mul(3)?)?.checked_add(1)
-            })
+            .try_fold(0usize, |acc, &w| acc.checked_add(w.checked_mul(2)?))
+            .and_then(|acc| saved.iter().try_fold(acc, |acc, &w| acc.checked_add(w)))
             .ok_or(too_large)?;
         let total = per_row.checked_mul(rows).ok_or(too_large)?;
         if total > MAX_WORKSPACE_ELEMENTS {
             return Err(too_large);
         }
         ws.capacity = rows;
-        ws.acts = self.widths.iter().map(|&w| vec![0.0; w * rows]).collect();
-        ws.grads = self.widths.iter().map(|&w| vec![0.0; w * rows]).collect();
-        ws.saved = self
-            .ops
-            .iter()
-            .zip(&self.widths)
-            .map(|(op, &w)| match op {
-                Op::Dropout { .. } => vec![0.0; w * rows],
-                Op::LayerNorm { .. } => vec![0.0; (w + 1) * rows],
-                _ => Vec::new(),
-            })
-            .collect();
-        let scratch = self
-            .ops
-            .iter()
-            .map(|op| match op {
-                Op::Linear { n_in, n_out, .. } => n_in * n_out,
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        ws.scratch = vec![0.0; scratch];
+        ws.layout.clone_from(&self.layout);
+        ws.acts = widths.iter().map(|&w| vec![0.0; w * rows]).collect();
+        ws.grads = widths.iter().map(|&w| vec![0.0; w * rows]).collect();
+        ws.saved = saved.iter().map(|&w| vec![0.0; w * rows]).collect();
+        ws.scratch = vec![0.0; scratch[0]];
         Ok(())
     }
 

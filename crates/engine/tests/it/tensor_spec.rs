@@ -247,6 +247,27 @@ fn forward_matches_a_hand_computation() {
 }
 
 #[test]
+fn a_workspace_can_move_between_models() {
+    let narrow = Reference::load().initial_model();
+    let wide_spec = SEED_SPEC
+        .replace(r#""out": 20"#, r#""out": 64"#)
+        .replace(r#""in": 20"#, r#""in": 64"#);
+    let wide = TensorModel::init(TensorModelSpec::parse(&wide_spec).unwrap(), 3);
+    let x: Vec<f32> = (0..40).map(|i| i as f32 / 40.0).collect();
+    let mut ws = narrow.workspace();
+    narrow.forward_into(&mut ws, &x, 4).unwrap();
+    // Same number of layers, wider buffers: the workspace must be re-laid, not reused.
+    assert_eq!(
+        wide.forward_into(&mut ws, &x, 4).unwrap(),
+        &wide.forward(&x, 4).unwrap()[..]
+    );
+    assert_eq!(
+        narrow.forward_into(&mut ws, &x[..20], 2).unwrap(),
+        &narrow.forward(&x[..20], 2).unwrap()[..]
+    );
+}
+
+#[test]
 fn infer_checks_names_shapes_and_counts() {
     let spec = TensorModelSpec::parse(
         r#"{"inputs": [{"name": "a", "shape": [2]}, {"name": "b", "shape": [1, 2]}],
