@@ -9,89 +9,25 @@
 //! Everything runs on the calling thread, so the same seed, data and config give
 //! bit-identical weights.
 
-use std::collections::HashMap;
-
-use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::Dataset;
-use super::model::{read_params, write_safetensors, ModelError, TensorModel};
-use super::net::{Workspace, WorkspaceTooLarge};
-use super::optim::{OptimizerConfig, OptimizerConfigError, OptimizerState};
-use super::rng::Rng;
-use super::spec::{LossKind, TensorModelSpec, ValidSpec};
+mod checkpoint;
+mod config;
 
-/// Most epochs one job may run.
-pub const MAX_EPOCHS: usize = 1_000_000;
+pub use config::{EarlyStopping, LrSchedule, TrainConfig, MAX_EPOCHS};
+
+use super::dataset::Dataset;
+use super::model::{ModelError, TensorModel};
+use super::net::{Workspace, WorkspaceTooLarge};
+use super::optim::{OptimizerConfigError, OptimizerState};
+use super::rng::Rng;
+use super::spec::LossKind;
+
 /// Examples per forward pass when computing validation metrics.
 const EVAL_CHUNK: usize = 1024;
-const CHECKPOINT_FORMAT: &str = "charter.tensor.checkpoint.v1";
-const METADATA_KEY: &str = "charter.checkpoint";
 const SPLIT_SALT: u64 = 0x5EED_0001;
 const SHUFFLE_SALT: u64 = 0x5EED_0002;
 const DROPOUT_SALT: u64 = 0x5EED_0003;
-
-/// How a model is trained. Deserialises from the job's JSON with defaults for everything
-/// but the optimiser.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub optimizer: OptimizerConfig,
-    #[serde(default)]
-    pub schedule: LrSchedule,
-    /// Examples per step; `None` trains full-batch (one step per epoch).
-    #[serde(default)]
-    pub batch_size: Option<usize>,
-    #[serde(default = "default_epochs")]
-    pub epochs: usize,
-    /// Reshuffle the training rows at every epoch (and the split) from `seed`.
-    #[serde(default)]
-    pub shuffle: bool,
-    /// Seeds shuffling, the validation split and dropout.
-    #[serde(default)]
-    pub seed: u64,
-    /// Share of rows held out for validation, in [0, 1).
-    #[serde(default)]
-    pub validation_split: f64,
-    #[serde(default)]
-    pub early_stopping: Option<EarlyStopping>,
-    /// Clip the global L2 norm of the gradient to this value (`clip_grad_norm_`).
-    #[serde(default)]
-    pub max_grad_norm: Option<f64>,
-}
-
-fn default_epochs() -> usize {
-    1
-}
-
-/// Learning rate as a function of the epoch (stepped once per epoch, like PyTorch's
-/// `StepLR` and `CosineAnnealingLR` called after each epoch).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LrSchedule {
-    #[default]
-    Constant,
-    /// `lr · gamma^(epoch / step_size)`.
-    Step { step_size: usize, gamma: f64 },
-    /// `eta_min + (lr − eta_min)(1 + cos(π · epoch / t_max)) / 2`; `t_max` defaults to
-    /// the number of epochs.
-    Cosine {
-        #[serde(default)]
-        t_max: Option<usize>,
-        #[serde(default)]
-        eta_min: f64,
-    },
-}
-
-/// Stop when the monitored loss (validation loss, or training loss without a validation
-/// split) has not improved by more than `min_delta` for `patience` epochs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EarlyStopping {
-    pub patience: usize,
-    #[serde(default)]
-    pub min_delta: f64,
-}
 
 /// One optimiser step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -189,17 +125,6 @@ struct Progress {
     stopped_early: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointMeta {
-    format: String,
-    spec: TensorModelSpec,
-    config: TrainConfig,
-    progress: Progress,
-    optimizer_step: u64,
-    rng: [u64; 4],
-    dataset_fingerprint: u64,
-}
-
 /// A training run in progress; owns the model, the data and all state.
 #[derive(Debug)]
 pub struct Trainer {
@@ -217,62 +142,6 @@ pub struct Trainer {
     targets: Vec<f32>,
     rng: Rng,
     progress: Progress,
-}
-
-impl TrainConfig {
-    pub fn validate(&self) -> Result<(), TrainError> {
-        self.optimizer.validate()?;
-        let bad = |m: &str| Err(TrainError::Config(m.to_owned()));
-        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
-            return bad("epochs must be 1..=1000000");
-        }
-        if self.batch_size == Some(0) {
-            return bad("batch_size must be at least 1");
-        }
-        if !(self.validation_split.is_finite() && (0.0..1.0).contains(&self.validation_split)) {
-            return bad("validation_split must be in [0, 1)");
-        }
-        if let Some(norm) = self.max_grad_norm {
-            if !(norm.is_finite() && norm > 0.0) {
-                return bad("max_grad_norm must be finite and > 0");
-            }
-        }
-        if let Some(es) = &self.early_stopping {
-            if es.patience == 0 || !(es.min_delta.is_finite() && es.min_delta >= 0.0) {
-                return bad("early_stopping needs patience >= 1 and min_delta >= 0");
-            }
-        }
-        match self.schedule {
-            LrSchedule::Constant => {}
-            LrSchedule::Step { step_size, gamma } => {
-                if step_size == 0 || !(gamma.is_finite() && gamma > 0.0) {
-                    return bad("step schedule needs step_size >= 1 and gamma > 0");
-                }
-            }
-            LrSchedule::Cosine { t_max, eta_min } => {
-                if t_max == Some(0) || !(eta_min.is_finite() && eta_min >= 0.0) {
-                    return bad("cosine schedule needs t_max >= 1 and eta_min >= 0");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Learning rate during zero-based `epoch`.
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        let base = self.optimizer.lr();
-        match self.schedule {
-            LrSchedule::Constant => base,
-            LrSchedule::Step { step_size, gamma } => {
-                base * gamma.powi(i32::try_from(epoch / step_size).unwrap_or(i32::MAX))
-            }
-            LrSchedule::Cosine { t_max, eta_min } => {
-                let t_max = t_max.unwrap_or(self.epochs) as f64;
-                let t = (epoch as f64).min(t_max);
-                eta_min + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max).cos()) / 2.0
-            }
-        }
-    }
 }
 
 impl Trainer {
@@ -338,82 +207,6 @@ impl Trainer {
         };
         trainer.order_epoch();
         Ok(trainer)
-    }
-
-    /// Continues the run saved by [`Trainer::checkpoint`] on the same dataset; the spec and
-    /// config come from the checkpoint.
-    pub fn resume(checkpoint: &[u8], data: Dataset) -> Result<Trainer, TrainError> {
-        let bad = |m: String| TrainError::Checkpoint(m);
-        let (_, metadata) = SafeTensors::read_metadata(checkpoint)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let meta_json = metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(METADATA_KEY))
-            .ok_or_else(|| bad("no training metadata".to_owned()))?;
-        let meta: CheckpointMeta =
-            serde_json::from_str(meta_json).map_err(|e| bad(format!("metadata: {e}")))?;
-        if meta.format != CHECKPOINT_FORMAT {
-            return Err(bad(format!("unknown format {:?}", meta.format)));
-        }
-        let spec: ValidSpec = meta
-            .spec
-            .validate()
-            .map_err(|e| bad(format!("spec: {e}")))?;
-        let file = SafeTensors::deserialize(checkpoint)
-            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-        let mut params = vec![0.0; spec.n_params()];
-        read_params(&file, spec.params(), "", &mut params)?;
-        let model = TensorModel::from_flat(spec.clone(), params)?;
-        if fingerprint(&data) != meta.dataset_fingerprint {
-            return Err(TrainError::DatasetChanged);
-        }
-        let mut trainer = Trainer::new(model, data, meta.config)?;
-        let state = &mut trainer.optimizer;
-        state.step = meta.optimizer_step;
-        if !state.first.is_empty() {
-            read_params(&file, spec.params(), "optim.first.", &mut state.first)?;
-        }
-        if !state.second.is_empty() {
-            read_params(&file, spec.params(), "optim.second.", &mut state.second)?;
-        }
-        if meta.progress.rows_done > trainer.train_rows.len()
-            || meta.progress.epoch > trainer.config.epochs
-        {
-            return Err(bad("progress beyond the dataset or epochs".to_owned()));
-        }
-        trainer.rng = Rng::from_state(meta.rng);
-        trainer.progress = meta.progress;
-        trainer.order_epoch();
-        Ok(trainer)
-    }
-
-    /// Weights, optimiser state, position and RNG state as one safetensors file
-    /// (weights under their PyTorch names, optimiser buffers under `optim.*`, the rest as
-    /// JSON metadata), so a job can resume exactly.
-    pub fn checkpoint(&self) -> Result<Vec<u8>, TrainError> {
-        let spec = self.model.spec();
-        let meta = CheckpointMeta {
-            format: CHECKPOINT_FORMAT.to_owned(),
-            spec: spec.spec().clone(),
-            config: self.config.clone(),
-            progress: self.progress.clone(),
-            optimizer_step: self.optimizer.step,
-            rng: self.rng.state(),
-            dataset_fingerprint: fingerprint(&self.data),
-        };
-        let meta_json = serde_json::to_string(&meta)
-            .map_err(|e| TrainError::Checkpoint(format!("metadata: {e}")))?;
-        let mut buffers: Vec<(&str, &[f32])> = vec![("", self.model.params())];
-        if !self.optimizer.first.is_empty() {
-            buffers.push(("optim.first.", &self.optimizer.first));
-        }
-        if !self.optimizer.second.is_empty() {
-            buffers.push(("optim.second.", &self.optimizer.second));
-        }
-        let metadata = HashMap::from([(METADATA_KEY.to_owned(), meta_json)]);
-        write_safetensors(spec.params(), &buffers, Some(metadata))
-            .map_err(|e| TrainError::Model(ModelError::Safetensors(e)))
     }
 
     pub fn model(&self) -> &TensorModel {
@@ -636,21 +429,4 @@ fn argmax(values: &[f32]) -> usize {
         }
     }
     best
-}
-
-/// FNV-1a over the bits of every value, to recognise the dataset a checkpoint belongs to.
-fn fingerprint(data: &Dataset) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    let sizes = [data.n_rows(), data.input_width(), data.output_width()];
-    let words = sizes.iter().map(|&s| s as u64).chain(
-        data.inputs()
-            .iter()
-            .chain(data.targets())
-            .map(|v| v.to_bits() as u64),
-    );
-    for word in words {
-        hash ^= word;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
