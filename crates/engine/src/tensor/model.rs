@@ -41,8 +41,8 @@ pub enum ModelError {
     #[error("input {name:?} is given twice")]
     DuplicateInput { name: String },
     #[error(
-        "input {name:?} has shape {actual:?}, expected [batch, {}]",
-        fmt_dims(expected)
+        "input {name:?} has shape {actual:?}, expected {}",
+        fmt_batched(expected)
     )]
     InputShape {
         name: String,
@@ -414,11 +414,12 @@ impl TensorModel {
     }
 }
 
-fn fmt_dims(dims: &[usize]) -> String {
-    dims.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `[batch, d1, d2]`: the shape an input needs, batch dimension first.
+fn fmt_batched(dims: &[usize]) -> String {
+    let dims: Vec<String> = std::iter::once("batch".to_owned())
+        .chain(dims.iter().map(|d| d.to_string()))
+        .collect();
+    format!("[{}]", dims.join(", "))
 }
 
 fn check_shape(info: &ParamInfo, shape: &[usize]) -> Result<(), ModelError> {

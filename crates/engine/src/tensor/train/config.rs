@@ -62,7 +62,9 @@ pub enum LrSchedule {
 }
 
 /// Stop when the monitored loss (validation loss, or training loss without a validation
-/// split) has not improved by more than `min_delta` for `patience` epochs.
+/// split) has not improved by more than `min_delta` for `patience` epochs. The model
+/// keeps the weights of the last epoch run; [`super::EpochEvent`] reports every epoch's
+/// losses so a caller that wants the best epoch can checkpoint at it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
