@@ -1,6 +1,12 @@
-"""Regenerates crates/engine/tests/it/golden/seed_mlp_extra.json: PyTorch trajectories of
-the seed model for the optimiser settings that shared/reference/seed_mlp.json does not
-cover (AdamW, Nesterov SGD, gradient clipping). Run with the bench venv:
+"""Regenerates the PyTorch golden files under crates/engine/tests/it/golden/:
+
+- seed_mlp_extra.json: trajectories of the seed model for the optimiser settings that
+  shared/reference/seed_mlp.json does not cover (AdamW, Nesterov SGD, gradient clipping);
+- layers.json: loss and parameter gradients of small nets covering every layer type and
+  loss, to pin the PyTorch semantics (GELU exact, LayerNorm biased variance, soft-target
+  cross entropy averaged over rows, BCE averaged over elements).
+
+Run with the bench venv:
 
     bench/.venv/bin/python bench/train/make_golden.py ../shared/reference/seed_mlp.json
 """
@@ -41,6 +47,47 @@ def main():
         final = {k: {"shape": list(v.shape), "data": v.flatten().tolist()} for k, v in model.state_dict().items()}
         out["runs"][name] = {"optimizer": str(opt).replace("\n", " "), "max_grad_norm": clip, "losses": losses, "final_weights": final}
     json.dump(out, open("crates/engine/tests/it/golden/seed_mlp_extra.json", "w"))
+    layers()
+
+
+def layers():
+    gen = torch.Generator().manual_seed(3)
+    cases = {
+        "tanh_cross_entropy": ([nn.Tanh()], "cross_entropy"),
+        "relu_cross_entropy": ([nn.ReLU()], "cross_entropy"),
+        "sigmoid_bce": ([nn.Sigmoid()], "binary_cross_entropy"),
+        "gelu_layer_norm_softmax_mse": ([nn.GELU(), nn.LayerNorm(4, eps=1e-5), nn.Softmax(dim=-1)], "mse"),
+        "dropout_eval_mse": ([nn.Dropout(0.5)], "mse"),
+    }
+    out = {}
+    for name, (mods, loss_name) in cases.items():
+        torch.manual_seed(0)
+        linear = nn.Linear(3, 4)
+        model = nn.Sequential(OrderedDict([("lin", linear)] + [(f"m{i}", m) for i, m in enumerate(mods)]))
+        model.eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen))
+        x = torch.randn(5, 3, generator=gen)
+        if loss_name == "cross_entropy":
+            t = torch.rand(5, 4, generator=gen)
+            t = t / t.sum(dim=1, keepdim=True)
+            loss = nn.functional.cross_entropy(model(x), t)
+        elif loss_name == "binary_cross_entropy":
+            t = torch.rand(5, 4, generator=gen)
+            loss = nn.functional.binary_cross_entropy(model(x), t)
+        else:
+            t = torch.randn(5, 4, generator=gen)
+            loss = nn.functional.mse_loss(model(x), t)
+        loss.backward()
+        out[name] = {
+            "x": x.flatten().tolist(),
+            "t": t.flatten().tolist(),
+            "loss": loss.item(),
+            "params": {k: v.detach().flatten().tolist() for k, v in model.state_dict().items()},
+            "grads": {k: v.grad.flatten().tolist() for k, v in model.named_parameters()},
+        }
+    json.dump(out, open("crates/engine/tests/it/golden/layers.json", "w"), indent=0)
 
 
 if __name__ == "__main__":

@@ -209,3 +209,72 @@ fn dropout_changes_the_loss_only_in_training_mode() {
     let out2 = model.forward(&x, 4).unwrap();
     assert_eq!(out, out2, "inference is deterministic");
 }
+
+/// Loss values and gradients of PyTorch itself (`golden/layers.json`, made by
+/// `bench/train/make_golden.py`), pinning the semantics that a finite-difference check
+/// cannot see: which GELU, biased layer-norm variance, how each loss averages.
+#[test]
+fn losses_and_gradients_match_pytorch() {
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("golden/layers.json")).unwrap();
+    let cases = [
+        ("tanh_cross_entropy", r#"{"type": "tanh"}"#, "cross_entropy"),
+        ("relu_cross_entropy", r#"{"type": "relu"}"#, "cross_entropy"),
+        (
+            "sigmoid_bce",
+            r#"{"type": "sigmoid"}"#,
+            "binary_cross_entropy",
+        ),
+        (
+            "gelu_layer_norm_softmax_mse",
+            r#"{"type": "gelu"}, {"type": "layer_norm", "name": "m1", "dim": 4}, {"type": "softmax"}"#,
+            "mse",
+        ),
+        (
+            "dropout_eval_mse",
+            r#"{"type": "dropout", "p": 0.5}"#,
+            "mse",
+        ),
+    ];
+    for (name, layers, loss) in cases {
+        let case = &golden[name];
+        let spec = TensorModelSpec::parse(&format!(
+            r#"{{"inputs": [{{"name": "x", "shape": [3]}}], "outputs": [{{"name": "y", "shape": [4]}}],
+                "layers": [{{"type": "linear", "name": "lin", "in": 3, "out": 4}}, {layers}], "loss": "{loss}"}}"#
+        ))
+        .unwrap();
+        let tensors = spec
+            .params()
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    (
+                        p.shape.clone(),
+                        crate::train::floats(&case["params"][&p.name]),
+                    ),
+                )
+            })
+            .collect();
+        let model = TensorModel::from_tensors(spec, &tensors).unwrap();
+        let x = crate::train::floats(&case["x"]);
+        let t = crate::train::floats(&case["t"]);
+        let (value, grads) = model.loss_and_gradient(&x, &t, 5, None).unwrap();
+        let expected = case["loss"].as_f64().unwrap();
+        assert!(
+            (value - expected).abs() < 1e-6,
+            "{name}: loss {value} vs PyTorch {expected}"
+        );
+        for info in model.spec().params() {
+            let want = crate::train::floats(&case["grads"][&info.name]);
+            let got = &grads[info.offset..info.offset + info.len];
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() < 1e-5,
+                    "{name}: grad {}[{i}] {g} vs PyTorch {w}",
+                    info.name
+                );
+            }
+        }
+    }
+}
