@@ -280,6 +280,15 @@ impl TensorModel {
     /// Inference with named inputs, each `[batch, ...shape]`, checked against the spec
     /// (names, shapes, element counts, finiteness) with errors that say what was expected.
     pub fn infer(&self, inputs: &[InferInput<'_>]) -> Result<Vec<InferOutput>, ModelError> {
+        self.infer_with(&mut Workspace::default(), inputs)
+    }
+
+    /// [`TensorModel::infer`] reusing a workspace, for a serving thread.
+    pub fn infer_with(
+        &self,
+        ws: &mut Workspace,
+        inputs: &[InferInput<'_>],
+    ) -> Result<Vec<InferOutput>, ModelError> {
         let specs = self.spec.inputs();
         for input in inputs {
             if !specs.iter().any(|s| s.name == input.name) {
@@ -345,10 +354,9 @@ impl TensorModel {
             ordered.push((input.data, io.width()));
         }
         let rows = batch.expect("a valid spec has at least one input: this is a bug");
-        let mut ws = Workspace::default();
-        self.net.prepare(&mut ws, rows)?;
+        self.net.prepare(ws, rows)?;
         let total_width = self.net.input_width();
-        let buffer = self.net.input_mut(&mut ws, rows);
+        let buffer = self.net.input_mut(ws, rows);
         let mut column = 0;
         for (data, width) in ordered {
             for (dst, src) in buffer
@@ -359,8 +367,8 @@ impl TensorModel {
             }
             column += width;
         }
-        self.net.forward(&self.params, &mut ws, rows, None);
-        let output = self.net.output(&ws, rows);
+        self.net.forward(&self.params, ws, rows, None);
+        let output = self.net.output(ws, rows);
         let out_width = self.net.output_width();
         let mut column = 0;
         let mut outputs = Vec::with_capacity(self.spec.outputs().len());

@@ -138,6 +138,26 @@ fn targets_are_checked_against_the_loss() {
         Dataset::from_dense(&ce, vec![1.0, 2.0], vec![0.0, 1.0]),
         "expected 0 rows",
     );
+    // Class indices are one-hot encoded for cross entropy.
+    let two_rows = b"{\"x\": [1, 2, 3], \"y\": 1}\n{\"x\": [1, 2, 3], \"y\": 0}";
+    let data = Dataset::from_jsonl(&ce, two_rows, DatasetLimits::default()).unwrap();
+    assert_eq!(data.targets(), [0.0, 1.0, 1.0, 0.0]);
+    check_err(
+        Dataset::from_jsonl(
+            &ce,
+            b"{\"x\": [1, 2, 3], \"y\": 2}",
+            DatasetLimits::default(),
+        ),
+        r#"row 1, column "y": class 2 is not an index below 2"#,
+    );
+    check_err(
+        Dataset::from_jsonl(
+            &ce,
+            b"{\"x\": [1, 2, 3], \"y\": 0.5}",
+            DatasetLimits::default(),
+        ),
+        "class 0.5 is not an index",
+    );
 }
 
 #[test]

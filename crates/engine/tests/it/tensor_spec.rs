@@ -300,6 +300,21 @@ fn infer_checks_names_shapes_and_counts() {
     assert_eq!(ok[0].data, [flat[0], flat[3]]);
     assert_eq!(ok[1].shape, [2, 2]);
     assert_eq!(ok[1].data, [flat[1], flat[2], flat[4], flat[5]]);
+    let mut ws = model.workspace();
+    let inputs = [
+        InferInput {
+            name: "a",
+            shape: &[2, 2],
+            data: &a,
+        },
+        InferInput {
+            name: "b",
+            shape: &[2, 1, 2],
+            data: &b,
+        },
+    ];
+    assert_eq!(model.infer_with(&mut ws, &inputs).unwrap(), ok);
+    assert_eq!(model.infer_with(&mut ws, &inputs).unwrap(), ok);
 
     let err = |inputs: &[InferInput<'_>]| model.infer(inputs).unwrap_err().to_string();
     let a_ok = InferInput {

@@ -89,6 +89,13 @@ pub enum DatasetError {
         column: String,
         value: f32,
     },
+    #[error("row {row}, column {column:?}: class {value} is not an index below {classes}")]
+    ClassIndex {
+        row: usize,
+        column: String,
+        value: String,
+        classes: usize,
+    },
     #[error("row {row} (line {line}): {actual} fields, the header has {expected}")]
     Ragged {
         row: usize,
@@ -178,7 +185,8 @@ impl Dataset {
 
     /// Parses JSON Lines: one object per row keyed by the spec's input and output names,
     /// each value an array of numbers (nested arrays are flattened) or a number for a
-    /// one-element shape. Blank lines are skipped but still counted as rows.
+    /// one-element shape. With `cross_entropy`, a target may also be a class index, read
+    /// as a one-hot row. Blank lines are skipped but still counted as rows.
     pub fn from_jsonl(
         spec: &ValidSpec,
         bytes: &[u8],
@@ -222,7 +230,14 @@ impl Dataset {
                             key: io.name.clone(),
                         })?;
                     numbers.clear();
-                    flatten(value, row, &io.name, io.width(), &mut numbers)?;
+                    if is_target && spec.loss() == LossKind::CrossEntropy && io.width() > 1 {
+                        if let Value::Number(n) = value {
+                            one_hot(n, row, &io.name, io.width(), &mut numbers)?;
+                        }
+                    }
+                    if numbers.is_empty() {
+                        flatten(value, row, &io.name, io.width(), &mut numbers)?;
+                    }
                     if numbers.len() != io.width() {
                         return Err(DatasetError::Width {
                             row,
@@ -432,6 +447,28 @@ fn split_by_io<'a>(
         start += io.width();
         (io, slice)
     })
+}
+
+/// A class index as a cross-entropy target becomes a one-hot row.
+fn one_hot(
+    n: &serde_json::Number,
+    row: usize,
+    column: &str,
+    classes: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), DatasetError> {
+    let class = n
+        .as_u64()
+        .and_then(|c| usize::try_from(c).ok())
+        .filter(|&c| c < classes)
+        .ok_or_else(|| DatasetError::ClassIndex {
+            row,
+            column: column.to_owned(),
+            value: n.to_string(),
+            classes,
+        })?;
+    out.extend((0..classes).map(|c| if c == class { 1.0 } else { 0.0 }));
+    Ok(())
 }
 
 /// Appends the numbers of `value` to `out`, stopping early once more than `limit` are
