@@ -64,7 +64,7 @@ pub struct Workspace {
     scratch: Vec<f32>,
 }
 
-/// The requested batch would need more memory than [`MAX_WORKSPACE_ELEMENTS`].
+/// The requested batch would need more than `MAX_WORKSPACE_ELEMENTS` (2^28) working values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a batch of {rows} examples needs more than {MAX_WORKSPACE_ELEMENTS} working values for this model: use a smaller batch")]
 pub struct WorkspaceTooLarge {
