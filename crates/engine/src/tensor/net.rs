@@ -104,11 +104,11 @@ impl Net {
                     dim: *dim,
                     eps: eps.unwrap_or(LAYER_NORM_EPS) as f32,
                 },
-                LayerSpec::Relu => Op::Relu,
-                LayerSpec::Gelu => Op::Gelu,
-                LayerSpec::Tanh => Op::Tanh,
-                LayerSpec::Sigmoid => Op::Sigmoid,
-                LayerSpec::Softmax => Op::Softmax,
+                LayerSpec::Relu {} => Op::Relu,
+                LayerSpec::Gelu {} => Op::Gelu,
+                LayerSpec::Tanh {} => Op::Tanh,
+                LayerSpec::Sigmoid {} => Op::Sigmoid,
+                LayerSpec::Softmax {} => Op::Softmax,
                 LayerSpec::Dropout { p } => Op::Dropout { p: *p },
             };
             ops.push(op);

@@ -59,12 +59,15 @@ pub enum LayerSpec {
         #[serde(rename = "out")]
         out_features: usize,
     },
-    Relu,
-    Gelu,
-    Tanh,
-    Sigmoid,
+    // Parameterless layers are empty struct variants rather than unit variants because
+    // serde ignores unknown fields next to the tag of a unit variant, and a typo such as
+    // `{"type": "relu", "inplace": true}` must be refused.
+    Relu {},
+    Gelu {},
+    Tanh {},
+    Sigmoid {},
     /// Softmax over the features of each example.
-    Softmax,
+    Softmax {},
     /// Inverted dropout (scaled by `1 / (1 - p)` while training, identity otherwise).
     Dropout {
         p: f32,
@@ -291,11 +294,11 @@ impl TryFrom<TensorModelSpec> for ValidSpec {
                         return Err(SpecError::InvalidDropout { index, p: *p });
                     }
                 }
-                LayerSpec::Relu
-                | LayerSpec::Gelu
-                | LayerSpec::Tanh
-                | LayerSpec::Sigmoid
-                | LayerSpec::Softmax => {}
+                LayerSpec::Relu {}
+                | LayerSpec::Gelu {}
+                | LayerSpec::Tanh {}
+                | LayerSpec::Sigmoid {}
+                | LayerSpec::Softmax {} => {}
             }
             max_width = max_width.max(width);
         }
@@ -308,7 +311,7 @@ impl TryFrom<TensorModelSpec> for ValidSpec {
         if spec.loss == LossKind::BinaryCrossEntropy
             && !matches!(
                 spec.layers.last(),
-                Some(LayerSpec::Sigmoid | LayerSpec::Softmax)
+                Some(LayerSpec::Sigmoid {} | LayerSpec::Softmax {})
             )
         {
             return Err(SpecError::BceNeedsProbabilities);
@@ -391,11 +394,11 @@ impl LayerSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             LayerSpec::Linear { .. } => "linear",
-            LayerSpec::Relu => "relu",
-            LayerSpec::Gelu => "gelu",
-            LayerSpec::Tanh => "tanh",
-            LayerSpec::Sigmoid => "sigmoid",
-            LayerSpec::Softmax => "softmax",
+            LayerSpec::Relu {} => "relu",
+            LayerSpec::Gelu {} => "gelu",
+            LayerSpec::Tanh {} => "tanh",
+            LayerSpec::Sigmoid {} => "sigmoid",
+            LayerSpec::Softmax {} => "softmax",
             LayerSpec::Dropout { .. } => "dropout",
             LayerSpec::LayerNorm { .. } => "layer_norm",
         }

@@ -149,6 +149,10 @@ fn invalid_specs_are_refused_with_clear_errors() {
         "at least one input",
     );
     refused("not json", "invalid spec JSON");
+    refused(
+        &spec_with(&format!(r#"{l1}, {{"type": "relu", "inplace": true}}"#), ""),
+        "unknown field",
+    );
     // Every layer type and loss parses.
     let all = r#"{"inputs": [{"name": "a", "shape": [2, 2]}, {"name": "b", "shape": [1]}],
         "outputs": [{"name": "p", "shape": [3]}],
