@@ -1,6 +1,6 @@
 //! The detectors: a pattern finds a candidate, explicit boundary checks keep it from
 //! being part of a longer token, and a validator decides. Overlaps are resolved by kind
-//! priority, then length.
+//! length, then kind priority.
 //!
 //! Boundaries are checked by hand instead of with `\b` because Unicode `\b` sees no
 //! boundary between `电话` and `138…` (both are word characters), and ASCII `\b` cannot
@@ -75,14 +75,15 @@ const DETECTORS: &[Detector] = &[
     detect_private_keys,
 ];
 
-/// Keeps the highest-priority, then longest, candidate of every overlapping group and
+/// Keeps the longest, then highest-priority, candidate of every overlapping group and
 /// returns the survivors ordered by position.
 fn resolve_overlaps(mut candidates: Vec<Entity>) -> Vec<Entity> {
+    // Length first: a validated longer match (a phone number holding an SSN-shaped
+    // group, a key block holding digit runs) explains the text better than a fragment.
     candidates.sort_by(|a, b| {
-        b.kind
-            .priority()
-            .cmp(&a.kind.priority())
-            .then((b.end - b.start).cmp(&(a.end - a.start)))
+        (b.end - b.start)
+            .cmp(&(a.end - a.start))
+            .then(b.kind.priority().cmp(&a.kind.priority()))
             .then(a.start.cmp(&b.start))
     });
     // start -> entity, for neighbour look-ups while inserting.
@@ -200,7 +201,9 @@ fn numeric_left_ok(text: &str, start: usize) -> bool {
         None => true,
         Some(c) if is_word(c) => false,
         Some('.' | '-' | '/' | ',' | ':') => !char_before2(text, start).is_some_and(is_word),
-        Some('+' | '@' | '#' | '$' | '&' | '=' | '%') => false,
+        // A space after a digit means this is a later group of a longer number.
+        Some(' ') => !char_before2(text, start).is_some_and(|c| c.is_ascii_digit()),
+        Some('+' | '@' | '#' | '$' | '&' | '%') => false,
         Some(_) => true,
     }
 }
@@ -210,7 +213,9 @@ fn numeric_right_ok(text: &str, end: usize) -> bool {
     match char_after(text, end) {
         None => true,
         Some(c) if is_word(c) => false,
-        Some('.' | '-' | '/' | ',' | ':') => !char_after2(text, end).is_some_and(|c| c.is_ascii_digit()),
+        Some('.' | '-' | '/' | ',' | ':' | ' ') => {
+            !char_after2(text, end).is_some_and(|c| c.is_ascii_digit())
+        }
         Some('@' | '%') => false,
         Some(_) => true,
     }
@@ -454,12 +459,14 @@ fn card_window_ok(window: &str) -> bool {
     }
     // Printed cards group digits by 4 (Amex and Diners 4-6-5 / 4-6-4); two-digit groups
     // are dates, amounts or quantities.
-    if window
-        .split([' ', '-'])
-        .any(|group| group.len() < 3 || group.len() > 6)
-        && !separators.is_empty()
-    {
-        return false;
+    if !separators.is_empty() {
+        let groups: Vec<&str> = window.split([' ', '-']).collect();
+        let (last, leading) = groups.split_last().unwrap_or((&"", &[]));
+        let leading_ok = leading.iter().all(|group| (3..=6).contains(&group.len()));
+        let first_ok = groups.first().is_some_and(|group| group.len() >= 4);
+        if !leading_ok || !first_ok || last.len() > 6 {
+            return false;
+        }
     }
     let digits = ascii_digits(window);
     validate::luhn_ok(&digits) && validate::card_issuer_ok(&digits)

@@ -83,9 +83,9 @@ impl EntityKind {
         EntityKind::ALL.into_iter().find(|kind| kind.label() == label)
     }
 
-    /// Which kind wins when two detections overlap. Secrets come first because a key
-    /// block or token may contain digit runs that look like other entities; e-mail
-    /// beats phone because numeric mailbox names (`13812345678@163.com`) are common.
+    /// Which kind wins when two overlapping detections have the same length: secrets
+    /// first because leaking one is the costliest, then the kinds with the strongest
+    /// validation (e-mail syntax, mod-97, GB 11643 checksums) before the weaker ones.
     pub(crate) fn priority(self) -> u8 {
         match self {
             EntityKind::Secret => 7,

@@ -84,7 +84,7 @@ fn iban_length(country: &str) -> Option<usize> {
         "BG" | "BH" | "CR" | "DE" | "GB" | "GE" | "IE" | "ME" | "RS" | "VA" => 22,
         "AE" | "GI" | "IL" | "IQ" | "OM" | "SO" | "TL" => 23,
         "AD" | "CZ" | "ES" | "MD" | "PK" | "RO" | "SA" | "SE" | "SK" | "TN" | "VG" => 24,
-        "LY" | "ST" | "AO" | "CV" | "MZ" => 25,
+        "LY" | "PT" | "ST" | "AO" | "CV" | "MZ" => 25,
         "IS" | "TR" | "DZ" | "IR" => 26,
         "BI" | "DJ" | "FR" | "GR" | "IT" | "MC" | "MR" | "SM" | "CG" | "CM" | "GA" | "MG" => 27,
         "AL" | "AZ" | "BY" | "CY" | "DO" | "GT" | "HU" | "LB" | "NI" | "PL" | "SV" | "CI"

@@ -87,7 +87,7 @@ fn ips() {
 #[test]
 fn secrets() {
     check("AKIAIOSFODNN7EXAMPLE", &[(Secret, "AKIAIOSFODNN7EXAMPLE")]);
-    check("key=AIzaSyA1234567890abcdefghijklmnopqrstu", &[(Secret, "AIzaSyA1234567890abcdefghijklmnopqrstu")]);
+    check("key=AIzaSyA1234567890abcdefghijklmnopqrstuv", &[(Secret, "AIzaSyA1234567890abcdefghijklmnopqrstuv")]);
     check("sk-AbCdEfGh1234567890IjKlMnOp", &[(Secret, "sk-AbCdEfGh1234567890IjKlMnOp")]);
     check("sk-learn-is-a-long-library-name", NONE);
     check("chr_k3y1d_S3cr3tS3cr3tS3cr3t42", &[(Secret, "chr_k3y1d_S3cr3tS3cr3tS3cr3t42")]);
