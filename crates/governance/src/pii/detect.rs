@@ -105,7 +105,9 @@ fn check_invariants(text: &str, entities: &[Entity]) -> Result<(), PiiError> {
     let mut previous_end = 0;
     for entity in entities {
         if entity.start >= entity.end || entity.end > text.len() {
-            return Err(PiiError::Internal("entity with an empty or out-of-range span"));
+            return Err(PiiError::Internal(
+                "entity with an empty or out-of-range span",
+            ));
         }
         if !text.is_char_boundary(entity.start) || !text.is_char_boundary(entity.end) {
             return Err(PiiError::Internal("entity offset not on a char boundary"));
@@ -246,7 +248,9 @@ fn ascii_digits(s: &str) -> Vec<u8> {
 fn digit_group_ends(s: &str) -> Vec<usize> {
     let bytes = s.as_bytes();
     (1..=bytes.len())
-        .filter(|&idx| bytes[idx - 1].is_ascii_digit() && bytes.get(idx).is_none_or(|b| !b.is_ascii_digit()))
+        .filter(|&idx| {
+            bytes[idx - 1].is_ascii_digit() && bytes.get(idx).is_none_or(|b| !b.is_ascii_digit())
+        })
         .collect()
 }
 
@@ -271,46 +275,56 @@ const FILE_EXTENSIONS: &[&str] = &[
 ];
 
 fn detect_email(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &EMAIL, EntityKind::Email, Retry::NextChar, out, |text, start, end| {
-        let candidate = &text[start..end];
-        let (local, domain) = candidate.split_once('@')?;
-        // Leading punctuation is quoting around the address, not part of it.
-        let trim = local.len() - local.trim_start_matches(|c: char| !c.is_ascii_alphanumeric()).len();
-        let local = &local[trim..];
-        if local.is_empty() || local.ends_with('.') || local.contains("..") {
-            return None;
-        }
-        // Internationalised local parts (`josé.garcía@…`, RFC 6531): the ASCII pattern
-        // matched only the tail, so extend over letters of alphabetic scripts. CJK is
-        // excluded because Chinese and Japanese text runs into addresses without spaces.
-        let mut start = start + trim;
-        let latin_letter = |c: char| c.is_alphanumeric() && !is_cjk(c);
-        if char_before(text, start).is_some_and(|c| !c.is_ascii() && latin_letter(c)) {
-            while let Some(c) = char_before(text, start) {
-                if !(latin_letter(c) || matches!(c, '.' | '_' | '-' | '+')) {
-                    break;
+    scan(
+        text,
+        &EMAIL,
+        EntityKind::Email,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            let candidate = &text[start..end];
+            let (local, domain) = candidate.split_once('@')?;
+            // Leading punctuation is quoting around the address, not part of it.
+            let trim = local.len()
+                - local
+                    .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .len();
+            let local = &local[trim..];
+            if local.is_empty() || local.ends_with('.') || local.contains("..") {
+                return None;
+            }
+            // Internationalised local parts (`josé.garcía@…`, RFC 6531): the ASCII pattern
+            // matched only the tail, so extend over letters of alphabetic scripts. CJK is
+            // excluded because Chinese and Japanese text runs into addresses without spaces.
+            let mut start = start + trim;
+            let latin_letter = |c: char| c.is_alphanumeric() && !is_cjk(c);
+            if char_before(text, start).is_some_and(|c| !c.is_ascii() && latin_letter(c)) {
+                while let Some(c) = char_before(text, start) {
+                    if !(latin_letter(c) || matches!(c, '.' | '_' | '-' | '+')) {
+                        break;
+                    }
+                    start -= c.len_utf8();
                 }
-                start -= c.len_utf8();
+                while let Some(c) = char_after(text, start).filter(|c| !c.is_alphanumeric()) {
+                    start += c.len_utf8();
+                }
             }
-            while let Some(c) = char_after(text, start).filter(|c| !c.is_alphanumeric()) {
-                start += c.len_utf8();
+            if char_before(text, start).is_some_and(|c| is_word(c) || c == '.') {
+                return None;
             }
-        }
-        if char_before(text, start).is_some_and(|c| is_word(c) || c == '.') {
-            return None;
-        }
-        let tld = domain.rsplit('.').next()?;
-        if tld.len() < 2 || !tld.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return None;
-        }
-        if FILE_EXTENSIONS.contains(&tld.to_ascii_lowercase().as_str()) {
-            return None;
-        }
-        if char_after(text, end).is_some_and(|c| is_word(c) || c == '@' || c == '-') {
-            return None;
-        }
-        Some((start, end))
-    });
+            let tld = domain.rsplit('.').next()?;
+            if tld.len() < 2 || !tld.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return None;
+            }
+            if FILE_EXTENSIONS.contains(&tld.to_ascii_lowercase().as_str()) {
+                return None;
+            }
+            if char_after(text, end).is_some_and(|c| is_word(c) || c == '@' || c == '-') {
+                return None;
+            }
+            Some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,75 +335,104 @@ static E164: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn detect_e164(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &E164, EntityKind::Phone, Retry::NextChar, out, |text, start, end| {
-        if char_before(text, start).is_some_and(|c| is_word(c) || c == '+') {
-            return None;
-        }
-        let candidate = &text[start..end];
-        // Try the longest group-aligned prefix that is a valid number, so a number
-        // followed by a year or extension digits is still found.
-        for group_end in digit_group_ends(candidate).into_iter().rev() {
-            let number = &candidate[..group_end];
-            // "(0)" is the national trunk prefix and is not dialled internationally.
-            let digits = ascii_digits(&number.replace("(0)", ""));
-            if validate::e164_ok(&digits) && numeric_right_ok(text, start + group_end) {
-                if number.contains('(') != number.contains(')') {
-                    continue;
-                }
-                return Some((start, start + group_end));
+    scan(
+        text,
+        &E164,
+        EntityKind::Phone,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            if char_before(text, start).is_some_and(|c| is_word(c) || c == '+') {
+                return None;
             }
-        }
-        None
-    });
+            let candidate = &text[start..end];
+            // Try the longest group-aligned prefix that is a valid number, so a number
+            // followed by a year or extension digits is still found.
+            for group_end in digit_group_ends(candidate).into_iter().rev() {
+                let number = &candidate[..group_end];
+                // "(0)" is the national trunk prefix and is not dialled internationally.
+                let digits = ascii_digits(&number.replace("(0)", ""));
+                if validate::e164_ok(&digits) && numeric_right_ok(text, start + group_end) {
+                    if number.contains('(') != number.contains(')') {
+                        continue;
+                    }
+                    return Some((start, start + group_end));
+                }
+            }
+            None
+        },
+    );
 }
 
 static CN_MOBILE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"1[3-9]\d(?:\d{8}|-\d{4}-\d{4}| \d{4} \d{4})"));
 
 fn detect_cn_mobile(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &CN_MOBILE, EntityKind::Phone, Retry::NextChar, out, |text, start, end| {
-        (numeric_left_ok(text, start) && numeric_right_ok(text, end)).then_some((start, end))
-    });
+    scan(
+        text,
+        &CN_MOBILE,
+        EntityKind::Phone,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            (numeric_left_ok(text, start) && numeric_right_ok(text, end)).then_some((start, end))
+        },
+    );
 }
 
 // Formatting (parentheses or separators) is required: a bare run of ten digits is more
 // often an order or account number than a phone number.
-static NANP: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"(?:\+?1[ \-.]?)?(?:\(\d{3}\)[ \-.]?|\d{3}[ \-.])\d{3}[ \-.]\d{4}")
-});
+static NANP: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?:\+?1[ \-.]?)?(?:\(\d{3}\)[ \-.]?|\d{3}[ \-.])\d{3}[ \-.]\d{4}"));
 
 fn detect_nanp(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &NANP, EntityKind::Phone, Retry::NextChar, out, |text, start, end| {
-        let candidate = &text[start..end];
-        if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
-            return None;
-        }
-        let mut digits = ascii_digits(candidate);
-        if digits.len() == 11 {
-            if digits[0] != b'1' {
+    scan(
+        text,
+        &NANP,
+        EntityKind::Phone,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            let candidate = &text[start..end];
+            if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
                 return None;
             }
-            digits.remove(0);
-        }
-        validate::nanp_ok(&digits).then_some((start, end))
-    });
+            let mut digits = ascii_digits(candidate);
+            if digits.len() == 11 {
+                if digits[0] != b'1' {
+                    return None;
+                }
+                digits.remove(0);
+            }
+            validate::nanp_ok(&digits).then_some((start, end))
+        },
+    );
 }
 
 // National formats written with separators: France (`06 12 34 56 78`), Japan
 // (`090-1234-5678`, `03-1234-5678`) and Germany/UK style trunk numbers with a space
 // after the area code (`030 1234567`, `020 7946 0958`).
 static NATIONAL_PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"0[1-9](?: \d{2}){4}|0[1-9](?:\.\d{2}){4}|0\d{1,3}-\d{2,4}-\d{4}|0\d{2,4} \d{3,4} ?\d{3,4}")
+    regex(
+        r"0[1-9](?: \d{2}){4}|0[1-9](?:\.\d{2}){4}|0\d{1,3}-\d{2,4}-\d{4}|0\d{2,4} \d{3,4} ?\d{3,4}",
+    )
 });
 
 fn detect_national_phones(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &NATIONAL_PHONE, EntityKind::Phone, Retry::NextChar, out, |text, start, end| {
-        if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
-            return None;
-        }
-        let digits = ascii_digits(&text[start..end]);
-        (10..=11).contains(&digits.len()).then_some((start, end))
-    });
+    scan(
+        text,
+        &NATIONAL_PHONE,
+        EntityKind::Phone,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
+                return None;
+            }
+            let digits = ascii_digits(&text[start..end]);
+            (10..=11).contains(&digits.len()).then_some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -402,7 +445,14 @@ static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| regex(r"\d+(?:[ \-]\d+)*"))
 fn detect_cards(text: &str, out: &mut Vec<Entity>) {
     // After a card is accepted the scan resumes at its end, so a second card in the same
     // run of digits is found by the next iteration.
-    scan(text, &DIGIT_RUN, EntityKind::Card, Retry::AfterMatch, out, card_in_run);
+    scan(
+        text,
+        &DIGIT_RUN,
+        EntityKind::Card,
+        Retry::AfterMatch,
+        out,
+        card_in_run,
+    );
 }
 
 fn card_in_run(text: &str, run_start: usize, run_end: usize) -> Option<(usize, usize)> {
@@ -478,32 +528,39 @@ fn card_window_ok(window: &str) -> bool {
 static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
 
 fn detect_iban(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &IBAN, EntityKind::Iban, Retry::NextChar, out, |text, start, end| {
-        if char_before(text, start).is_some_and(is_word) {
-            return None;
-        }
-        let candidate = &text[start..end];
-        let expected = validate::iban_expected_len(candidate.as_bytes())?;
-        // The pattern is greedy and may have swallowed a following upper-case word;
-        // cut at the country's length.
-        let mut compact = Vec::with_capacity(expected);
-        let mut cut = None;
-        for (idx, byte) in candidate.bytes().enumerate() {
-            if byte != b' ' {
-                compact.push(byte);
+    scan(
+        text,
+        &IBAN,
+        EntityKind::Iban,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            if char_before(text, start).is_some_and(is_word) {
+                return None;
             }
-            if compact.len() == expected {
-                cut = Some(idx + 1);
-                break;
+            let candidate = &text[start..end];
+            let expected = validate::iban_expected_len(candidate.as_bytes())?;
+            // The pattern is greedy and may have swallowed a following upper-case word;
+            // cut at the country's length.
+            let mut compact = Vec::with_capacity(expected);
+            let mut cut = None;
+            for (idx, byte) in candidate.bytes().enumerate() {
+                if byte != b' ' {
+                    compact.push(byte);
+                }
+                if compact.len() == expected {
+                    cut = Some(idx + 1);
+                    break;
+                }
             }
-        }
-        let cut = cut?;
-        let end = start + cut;
-        if char_after(text, end).is_some_and(is_word) {
-            return None;
-        }
-        validate::iban_ok(&compact).then_some((start, end))
-    });
+            let cut = cut?;
+            let end = start + cut;
+            if char_after(text, end).is_some_and(is_word) {
+                return None;
+            }
+            validate::iban_ok(&compact).then_some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -512,12 +569,19 @@ fn detect_iban(text: &str, out: &mut Vec<Entity>) {
 static CN_ID: LazyLock<Regex> = LazyLock::new(|| regex(r"\d{17}[\dXx]"));
 
 fn detect_cn_id(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &CN_ID, EntityKind::CnId, Retry::NextChar, out, |text, start, end| {
-        let ok = numeric_left_ok(text, start)
-            && numeric_right_ok(text, end)
-            && validate::cn_id_ok(text[start..end].as_bytes());
-        ok.then_some((start, end))
-    });
+    scan(
+        text,
+        &CN_ID,
+        EntityKind::CnId,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            let ok = numeric_left_ok(text, start)
+                && numeric_right_ok(text, end)
+                && validate::cn_id_ok(&text.as_bytes()[start..end]);
+            ok.then_some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -527,18 +591,25 @@ fn detect_cn_id(text: &str, out: &mut Vec<Entity>) {
 static SSN: LazyLock<Regex> = LazyLock::new(|| regex(r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}"));
 
 fn detect_ssn(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &SSN, EntityKind::Ssn, Retry::NextChar, out, |text, start, end| {
-        if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
-            return None;
-        }
-        let digits = ascii_digits(&text[start..end]);
-        let number = |range: std::ops::Range<usize>| {
-            digits[range]
-                .iter()
-                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
-        };
-        validate::ssn_ok(number(0..3), number(3..5), number(5..9)).then_some((start, end))
-    });
+    scan(
+        text,
+        &SSN,
+        EntityKind::Ssn,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            if !numeric_left_ok(text, start) || !numeric_right_ok(text, end) {
+                return None;
+            }
+            let digits = ascii_digits(&text[start..end]);
+            let number = |range: std::ops::Range<usize>| {
+                digits[range]
+                    .iter()
+                    .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'))
+            };
+            validate::ssn_ok(number(0..3), number(3..5), number(5..9)).then_some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -547,23 +618,33 @@ fn detect_ssn(text: &str, out: &mut Vec<Entity>) {
 static IPV4: LazyLock<Regex> = LazyLock::new(|| regex(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"));
 
 fn detect_ipv4(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &IPV4, EntityKind::Ip, Retry::NextChar, out, |text, start, end| {
-        // `v1.2.3.4`, `1.2.3.4.5` and `10.0.0.256` are versions or not addresses at all.
-        if char_before(text, start).is_some_and(|c| is_word(c) || c == '.' || c == '-') {
-            return None;
-        }
-        // A port (`:8080`) or prefix length (`/24`) may follow; another `.digit` may not.
-        let right_ok = match char_after(text, end) {
-            None => true,
-            Some(c) if is_word(c) => false,
-            Some('.') => !char_after2(text, end).is_some_and(|c| c.is_ascii_digit()),
-            Some(_) => true,
-        };
-        if !right_ok {
-            return None;
-        }
-        text[start..end].parse::<Ipv4Addr>().ok().map(|_| (start, end))
-    });
+    scan(
+        text,
+        &IPV4,
+        EntityKind::Ip,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            // `v1.2.3.4`, `1.2.3.4.5` and `10.0.0.256` are versions or not addresses at all.
+            if char_before(text, start).is_some_and(|c| is_word(c) || c == '.' || c == '-') {
+                return None;
+            }
+            // A port (`:8080`) or prefix length (`/24`) may follow; another `.digit` may not.
+            let right_ok = match char_after(text, end) {
+                None => true,
+                Some(c) if is_word(c) => false,
+                Some('.') => !char_after2(text, end).is_some_and(|c| c.is_ascii_digit()),
+                Some(_) => true,
+            };
+            if !right_ok {
+                return None;
+            }
+            text[start..end]
+                .parse::<Ipv4Addr>()
+                .ok()
+                .map(|_| (start, end))
+        },
+    );
 }
 
 static IPV6: LazyLock<Regex> = LazyLock::new(|| {
@@ -571,23 +652,38 @@ static IPV6: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn detect_ipv6(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &IPV6, EntityKind::Ip, Retry::NextChar, out, |text, start, end| {
-        if char_before(text, start).is_some_and(|c| is_word(c) || c == ':' || c == '.') {
-            return None;
-        }
-        if char_after(text, end).is_some_and(|c| is_word(c) || c == ':')
-            || (char_after(text, end) == Some('.') && char_after2(text, end).is_some_and(|c| c.is_ascii_digit()))
-        {
-            return None;
-        }
-        let candidate = &text[start..end];
-        candidate.parse::<Ipv6Addr>().ok()?;
-        // `::`, `::1` and `a::b` style fragments show up in code (`std::io`) and prose far
-        // more often than as real addresses.
-        let n_groups = candidate.split(':').filter(|group| !group.is_empty()).count();
-        let enough = if candidate.contains("::") { n_groups >= 2 } else { n_groups >= 3 };
-        enough.then_some((start, end))
-    });
+    scan(
+        text,
+        &IPV6,
+        EntityKind::Ip,
+        Retry::NextChar,
+        out,
+        |text, start, end| {
+            if char_before(text, start).is_some_and(|c| is_word(c) || c == ':' || c == '.') {
+                return None;
+            }
+            if char_after(text, end).is_some_and(|c| is_word(c) || c == ':')
+                || (char_after(text, end) == Some('.')
+                    && char_after2(text, end).is_some_and(|c| c.is_ascii_digit()))
+            {
+                return None;
+            }
+            let candidate = &text[start..end];
+            candidate.parse::<Ipv6Addr>().ok()?;
+            // `::`, `::1` and `a::b` style fragments show up in code (`std::io`) and prose far
+            // more often than as real addresses.
+            let n_groups = candidate
+                .split(':')
+                .filter(|group| !group.is_empty())
+                .count();
+            let enough = if candidate.contains("::") {
+                n_groups >= 2
+            } else {
+                n_groups >= 3
+            };
+            enough.then_some((start, end))
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -609,26 +705,35 @@ static TOKEN_SECRET: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn detect_token_secrets(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &TOKEN_SECRET, EntityKind::Secret, Retry::AfterMatch, out, |text, start, end| {
-        if !token_left_ok(text, start) || !token_right_ok(text, end) {
-            return None;
-        }
-        let candidate = &text[start..end];
-        if let Some(tail) = candidate.strip_prefix("sk-") {
-            // Real keys mix cases and digits; `sk-learn-style-identifiers` do not.
-            let mixed = tail.bytes().any(|b| b.is_ascii_digit())
-                && tail.bytes().any(|b| b.is_ascii_uppercase())
-                && tail.bytes().any(|b| b.is_ascii_lowercase());
-            if !mixed {
+    scan(
+        text,
+        &TOKEN_SECRET,
+        EntityKind::Secret,
+        Retry::AfterMatch,
+        out,
+        |text, start, end| {
+            if !token_left_ok(text, start) || !token_right_ok(text, end) {
                 return None;
             }
-        }
-        Some((start, end))
-    });
+            let candidate = &text[start..end];
+            if let Some(tail) = candidate.strip_prefix("sk-") {
+                // Real keys mix cases and digits; `sk-learn-style-identifiers` do not.
+                let mixed = tail.bytes().any(|b| b.is_ascii_digit())
+                    && tail.bytes().any(|b| b.is_ascii_uppercase())
+                    && tail.bytes().any(|b| b.is_ascii_lowercase());
+                if !mixed {
+                    return None;
+                }
+            }
+            Some((start, end))
+        },
+    );
 }
 
 static AWS_SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r#"(?i:aws_?secret_?access_?key|secret_?access_?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})"#)
+    regex(
+        r#"(?i:aws_?secret_?access_?key|secret_?access_?key)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})"#,
+    )
 });
 
 fn detect_aws_secret_key(text: &str, out: &mut Vec<Entity>) {
@@ -651,20 +756,27 @@ static JWT: LazyLock<Regex> =
     LazyLock::new(|| regex(r"e[wy][A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*"));
 
 fn detect_jwt(text: &str, out: &mut Vec<Entity>) {
-    scan(text, &JWT, EntityKind::Secret, Retry::AfterMatch, out, |text, start, end| {
-        if char_before(text, start).is_some_and(|c| is_word(c) || c == '-' || c == '.') {
-            return None;
-        }
-        if char_after(text, end).is_some_and(|c| is_word(c) || c == '-') {
-            return None;
-        }
-        let mut parts = text[start..end].split('.');
-        let header = decode_base64url(parts.next()?)?;
-        decode_base64url(parts.next()?)?;
-        let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
-        header.get("alg")?.as_str()?;
-        Some((start, end))
-    })
+    scan(
+        text,
+        &JWT,
+        EntityKind::Secret,
+        Retry::AfterMatch,
+        out,
+        |text, start, end| {
+            if char_before(text, start).is_some_and(|c| is_word(c) || c == '-' || c == '.') {
+                return None;
+            }
+            if char_after(text, end).is_some_and(|c| is_word(c) || c == '-') {
+                return None;
+            }
+            let mut parts = text[start..end].split('.');
+            let header = decode_base64url(parts.next()?)?;
+            decode_base64url(parts.next()?)?;
+            let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+            header.get("alg")?.as_str()?;
+            Some((start, end))
+        },
+    )
 }
 
 fn decode_base64url(part: &str) -> Option<Vec<u8>> {

@@ -80,7 +80,9 @@ impl EntityKind {
     }
 
     pub fn from_label(label: &str) -> Option<EntityKind> {
-        EntityKind::ALL.into_iter().find(|kind| kind.label() == label)
+        EntityKind::ALL
+            .into_iter()
+            .find(|kind| kind.label() == label)
     }
 
     /// Which kind wins when two overlapping detections have the same length: secrets

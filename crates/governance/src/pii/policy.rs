@@ -129,7 +129,9 @@ impl Mapping {
 
     /// `(token, original)` pairs in token order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(token, original)| (token.as_str(), original.as_str()))
+        self.entries
+            .iter()
+            .map(|(token, original)| (token.as_str(), original.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -237,9 +239,7 @@ impl Pseudonyms {
         let number = self.next_number.entry(kind).or_insert(0);
         *number += 1;
         let token = format!("<{}_{}>", kind.label(), number);
-        self.mapping
-            .entries
-            .insert(token.clone(), value.to_owned());
+        self.mapping.entries.insert(token.clone(), value.to_owned());
         self.by_value.insert(key, token.clone());
         token
     }

@@ -18,7 +18,8 @@ pub(crate) fn luhn_ok(digits: &[u8]) -> bool {
         }
         sum += value;
     }
-    sum % 10 == 0
+    // `matches!` rather than `is_multiple_of`, which is newer than the workspace MSRV.
+    matches!(sum % 10, 0)
 }
 
 /// Whether the issuer prefix and length belong to a card scheme in circulation. This
@@ -45,14 +46,16 @@ pub(crate) fn card_issuer_ok(digits: &[u8]) -> bool {
             _ => false,
         },
         // Mastercard 2221-2720, Mir 2200-2204.
-        2 => ((2221..=2720).contains(&p4) && len == 16) || ((2200..=2204).contains(&p4) && len >= 16),
+        2 => {
+            ((2221..=2720).contains(&p4) && len == 16) || ((2200..=2204).contains(&p4) && len >= 16)
+        }
         3 => match p2 {
             // American Express.
             34 | 37 => len == 15,
             // Diners Club.
             36 => len >= 14,
             38 | 39 => len >= 14,
-            30 => (300..=305).contains(&p3) && len >= 14 || p3 == 309 && len >= 14,
+            30 => matches!(p3, 300..=305 | 309) && len >= 14,
             // JCB 3528-3589.
             35 => (3528..=3589).contains(&p4) && len >= 16,
             _ => false,
@@ -165,7 +168,7 @@ fn date_ok(year: u32, month: u32, day: u32) -> bool {
     if !(1900..=2099).contains(&year) || !(1..=12).contains(&month) || day == 0 {
         return false;
     }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = matches!((year % 4, year % 100, year % 400), (0, 1.., _) | (0, 0, 0));
     let days = match month {
         2 if leap => 29,
         2 => 28,

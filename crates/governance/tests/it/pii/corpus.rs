@@ -65,8 +65,10 @@ fn expected_spans(row: &Row) -> BTreeSet<(EntityKind, usize, usize)> {
 
 #[test]
 fn corpus_precision_and_recall() {
-    let mut counts: BTreeMap<EntityKind, Counts> =
-        EntityKind::ALL.into_iter().map(|kind| (kind, Counts::default())).collect();
+    let mut counts: BTreeMap<EntityKind, Counts> = EntityKind::ALL
+        .into_iter()
+        .map(|kind| (kind, Counts::default()))
+        .collect();
     let mut mistakes = Vec::new();
     let mut n_rows = 0;
     for line in CORPUS.lines().filter(|line| !line.trim().is_empty()) {
@@ -84,13 +86,21 @@ fn corpus_precision_and_recall() {
             if predicted.contains(&(kind, start, end)) {
                 count.true_positive += 1;
             } else {
-                mistakes.push(format!("missed {kind} {:?} in {:?}", &row.text[start..end], row.text));
+                mistakes.push(format!(
+                    "missed {kind} {:?} in {:?}",
+                    &row.text[start..end],
+                    row.text
+                ));
             }
         }
         for &(kind, start, end) in &predicted {
             counts.entry(kind).or_default().predicted += 1;
             if !expected.contains(&(kind, start, end)) {
-                mistakes.push(format!("spurious {kind} {:?} in {:?}", &row.text[start..end], row.text));
+                mistakes.push(format!(
+                    "spurious {kind} {:?} in {:?}",
+                    &row.text[start..end],
+                    row.text
+                ));
             }
         }
     }

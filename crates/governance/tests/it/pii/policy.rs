@@ -99,7 +99,10 @@ fn policies_deserialize_from_tenant_config() {
     assert_eq!(input.action(EntityKind::Secret), Action::Block);
     assert_eq!(input.action(EntityKind::Email), Action::Pseudonymize);
     assert_eq!(input.action(EntityKind::Phone), Action::Allow);
-    assert_eq!(set.for_direction(Direction::Logs).action(EntityKind::Ip), Action::Redact);
+    assert_eq!(
+        set.for_direction(Direction::Logs).action(EntityKind::Ip),
+        Action::Redact
+    );
 }
 
 #[test]
