@@ -205,7 +205,7 @@ fn numeric_left_ok(text: &str, start: usize) -> bool {
         Some('.' | '-' | '/' | ',' | ':') => !char_before2(text, start).is_some_and(is_word),
         // A space after a digit means this is a later group of a longer number.
         Some(' ') => !char_before2(text, start).is_some_and(|c| c.is_ascii_digit()),
-        Some('+' | '@' | '#' | '$' | '&' | '%') => false,
+        Some('+' | '@' | '$' | '&' | '%') => false,
         Some(_) => true,
     }
 }
@@ -264,7 +264,7 @@ fn regex(pattern: &str) -> Regex {
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+",
+        r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)+",
     )
 });
 
@@ -410,11 +410,11 @@ fn detect_nanp(text: &str, out: &mut Vec<Entity>) {
 }
 
 // National formats written with separators: France (`06 12 34 56 78`), Japan
-// (`090-1234-5678`, `03-1234-5678`) and Germany/UK style trunk numbers with a space
-// after the area code (`030 1234567`, `020 7946 0958`).
+// (`090-1234-5678`, `03-1234-5678`), China landlines (`010-65529988`) and Germany/UK
+// style trunk numbers with a space after the area code (`030 1234567`, `020 7946 0958`).
 static NATIONAL_PHONE: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"0[1-9](?: \d{2}){4}|0[1-9](?:\.\d{2}){4}|0\d{1,3}-\d{2,4}-\d{4}|0\d{2,4} \d{3,4} ?\d{3,4}",
+        r"0[1-9](?: \d{2}){4}|0[1-9](?:\.\d{2}){4}|0\d{1,3}-\d{2,4}-\d{4}|0\d{2,3}-\d{7,8}|0\d{2,4} \d{3,4} ?\d{3,4}",
     )
 });
 
@@ -525,7 +525,10 @@ fn card_window_ok(window: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // IBAN
 
-static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
+// Upper or lower case, not mixed; mod-97 keeps precision either way.
+static IBAN: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}|[a-z]{2}\d{2}(?: ?[a-z0-9]){10,32}")
+});
 
 fn detect_iban(text: &str, out: &mut Vec<Entity>) {
     scan(
@@ -538,7 +541,7 @@ fn detect_iban(text: &str, out: &mut Vec<Entity>) {
             if char_before(text, start).is_some_and(is_word) {
                 return None;
             }
-            let candidate = &text[start..end];
+            let candidate = text[start..end].to_ascii_uppercase();
             let expected = validate::iban_expected_len(candidate.as_bytes())?;
             // The pattern is greedy and may have swallowed a following upper-case word;
             // cut at the country's length.
@@ -625,8 +628,14 @@ fn detect_ipv4(text: &str, out: &mut Vec<Entity>) {
         Retry::NextChar,
         out,
         |text, start, end| {
-            // `v1.2.3.4`, `1.2.3.4.5` and `10.0.0.256` are versions or not addresses at all.
+            // `v1.2.3.4`, `1.2.3.4.5` and `10.0.0.256` are versions or not addresses at all,
+            // and so is `Chrome/120.0.0.0`; `http://10.0.0.1` is an address.
             if char_before(text, start).is_some_and(|c| is_word(c) || c == '.' || c == '-') {
+                return None;
+            }
+            if char_before(text, start) == Some('/')
+                && char_before2(text, start).is_some_and(is_word)
+            {
                 return None;
             }
             // A port (`:8080`) or prefix length (`/24`) may follow; another `.digit` may not.

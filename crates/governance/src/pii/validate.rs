@@ -283,6 +283,8 @@ pub(crate) fn e164_ok(digits: &[u8]) -> bool {
     };
     match code {
         1 => nanp_ok(national),
+        // Mobiles start with 1[3-9]; Beijing landlines with area code 10.
+        86 if national.starts_with(b"10") => national.len() == 10,
         86 if national.first() == Some(&b'1') => cn_mobile_ok(national),
         86 => (9..=11).contains(&national.len()),
         7 => national.len() == 10,

@@ -367,6 +367,68 @@ for _ in range(10):
     k = openai_key()
     add("SSN %s, phone %s, key %s" % (s, p, k), ("ssn", s), ("phone", p), ("secret", k))
 
+# Hand-written realistic rows (messages, logs, configs), labelled as a reviewer would.
+REALISTIC = [
+    ("Tel.: +49 (0) 30 12345678, Fax -99", [("phone", "+49 (0) 30 12345678")]),
+    ("Appelez-moi au +33 6 12 34 56 78 avant midi.", [("phone", "+33 6 12 34 56 78")]),
+    ("携帯：+81 90-1234-5678", [("phone", "+81 90-1234-5678")]),
+    ("北京办公室电话 +86 10 6552 9988", [("phone", "+86 10 6552 9988")]),
+    ("上海总机：021-64371234", [("phone", "021-64371234")]),
+    ("客服热线010-65529988转8", [("phone", "010-65529988")]),
+    ("My number is 415-555-2671, text first", [("phone", "415-555-2671")]),
+    ("Call (800) 275-8777 for support", [("phone", "(800) 275-8777")]),
+    ("whatsapp: +5511987654321", [("phone", "+5511987654321")]),
+    ("Kontakt: +43 664 1234567 (mobil)", [("phone", "+43 664 1234567")]),
+    ("mailto:jane.roe@example.org?subject=hi", [("email", "jane.roe@example.org")]),
+    ("From: \"Li Lei\" <li.lei@mail.tsinghua.edu.cn>", [("email", "li.lei@mail.tsinghua.edu.cn")]),
+    ("Bitte an info@müller-gmbh.de? nein: info@mueller-gmbh.de", [("email", "info@mueller-gmbh.de")]),
+    ("お問い合わせ：support@example.co.jp まで", [("email", "support@example.co.jp")]),
+    ("git log --author=dev-ops_42@corp.example.net", [("email", "dev-ops_42@corp.example.net")]),
+    ("{\"card\":\"4012888888881881\",\"cvv\":\"123\"}", [("card", "4012888888881881")]),
+    ("Paid with MasterCard 5555 5555 5555 4444 on 2024-03-01", [("card", "5555 5555 5555 4444")]),
+    ("AmEx 371449635398431 declined", [("card", "371449635398431")]),
+    ("银联卡 6250941006528599 已冻结", [("card", "6250941006528599")]),
+    ("JCB: 3530-1113-3330-0000", [("card", "3530-1113-3330-0000")]),
+    ("iban: de89 3704 0044 0532 0130 00 (lowercase)", [("iban", "de89 3704 0044 0532 0130 00")]),
+    ("Virement sur FR14 2004 1010 0505 0001 3M02 606 effectué", [("iban", "FR14 2004 1010 0505 0001 3M02 606")]),
+    ("NL91ABNA0417164300 is mijn rekening", [("iban", "NL91ABNA0417164300")]),
+    ("SSN#123-45-6789 on the W-2", [("ssn", "123-45-6789")]),
+    ("employee: {\"ssn\": \"219-09-9999\"}", [("ssn", "219-09-9999")]),
+    ("GET http://192.168.0.1/admin HTTP/1.1", [("ip", "192.168.0.1")]),
+    ("inet6 fe80::1%eth0 scopeid 0x2", [("ip", "fe80::1")]),
+    ("X-Forwarded-For: 203.0.113.195, 70.41.3.18", [("ip", "203.0.113.195"), ("ip", "70.41.3.18")]),
+    ("nameserver 2001:4860:4860::8888", [("ip", "2001:4860:4860::8888")]),
+    ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     [("secret", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")]),
+    ("https://app.example.com/cb?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyMTIzIn0.qL8zJ2mJ0n8c3yQfGm5Yv0Jb2pC6Yc9Jr7X1zKq8dE4&x=1",
+     [("secret", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyMTIzIn0.qL8zJ2mJ0n8c3yQfGm5Yv0Jb2pC6Yc9Jr7X1zKq8dE4")]),
+    ("居民身份证 440524198001010013 (样例)", [("cn_id", "440524198001010013")]),
+    ("Windows 10.0.19045.3570 build", []),
+    ("Mozilla/5.0 (X11) Chrome/120.0.0.0 Safari/537.36", []),
+    ("ORCID 0000-0002-1825-0097", []),
+    ("IMEI 490154203237518", []),
+    ("UPC 036000291452 and EAN 5901234123457", []),
+    ("Tracking 9400 1118 9922 3344 5566 77", []),
+    ("Meeting 2023-11-15T14:30:00+08:00 in room 4", []),
+    ("Call 911 or 112 in an emergency", []),
+    ("Wiring 24-AWG, 110-240V, 50/60Hz", []),
+    ("ISO 8601: 20231115T143000Z", []),
+    ("Patch CVE-2024-3094 (xz 5.6.0)", []),
+    ("Bug #4521, PR #10233, issue 138", []),
+    ("Revenue grew 13.8% to 1,234.5 million", []),
+    ("Latitude 31.2304, longitude 121.4737", []),
+    ("Der Zug fährt um 13:45 von Gleis 12", []),
+    ("キャンペーンコード 2024-1115-0042", []),
+    ("产品型号 MX-1380-1234-5678", []),
+    ("See RFC 4122 for UUIDs like 123e4567-e89b-12d3-a456-426614174000", []),
+    ("kubectl get pod web-7d4b9c8f6-x2v9k", []),
+    ("docker pull ghcr.io/org/app@sha256:9b2a1c3d4e5f", []),
+    ("Matrix dims 1024x768x3, batch 256", []),
+    ("Pi to 20 digits: 3.14159265358979323846", []),
+]
+for text, entities in REALISTIC:
+    add(text, *entities)
+
 # --- hard negatives --------------------------------------------------------------------
 
 NEGATIVES = [
