@@ -124,22 +124,17 @@ pub(super) fn detect_national_phones(text: &str, out: &mut Vec<Entity>) {
 static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| regex(r"\d+(?:[ \-]\d+)*"));
 
 pub(super) fn detect_cards(text: &str, out: &mut Vec<Entity>) {
-    // After a card is accepted the scan resumes at its end, so a second card in the same
-    // run of digits is found by the next iteration.
-    scan(
-        text,
-        &DIGIT_RUN,
-        EntityKind::Card,
-        Retry::AfterMatch,
-        out,
-        card_in_run,
-    );
+    // Runs are maximal, so they never overlap and need no retry.
+    for run in DIGIT_RUN.find_iter(text) {
+        if numeric_left_ok(text, run.start()) {
+            cards_in_run(text, run.start(), run.end(), out);
+        }
+    }
 }
 
-fn card_in_run(text: &str, run_start: usize, run_end: usize) -> Option<(usize, usize)> {
-    if !numeric_left_ok(text, run_start) {
-        return None;
-    }
+/// Reports every card in a run of digit groups: for each starting group the longest
+/// valid window wins, and the search goes on after it.
+fn cards_in_run(text: &str, run_start: usize, run_end: usize, out: &mut Vec<Entity>) {
     let run = &text[run_start..run_end];
     // (start, end) of every digit group in the run.
     let mut groups = Vec::new();
@@ -157,7 +152,8 @@ fn card_in_run(text: &str, run_start: usize, run_end: usize) -> Option<(usize, u
     if let Some(begin) = group_start {
         groups.push((begin, run.len()));
     }
-    for first in 0..groups.len() {
+    let mut first = 0;
+    while first < groups.len() {
         let mut n_digits = 0;
         let mut best = None;
         for last in first..groups.len() {
@@ -168,19 +164,24 @@ fn card_in_run(text: &str, run_start: usize, run_end: usize) -> Option<(usize, u
             }
             let (window_start, window_end) = (groups[first].0, group_end);
             if n_digits >= 13 && card_window_ok(&run[window_start..window_end]) {
-                let (start, end) = (run_start + window_start, run_start + window_end);
-                let left_ok = first == 0 || numeric_left_ok(text, start);
-                let right_ok = last + 1 < groups.len() || numeric_right_ok(text, end);
-                if left_ok && right_ok {
-                    best = Some((start, end));
+                let end = run_start + window_end;
+                if last + 1 < groups.len() || numeric_right_ok(text, end) {
+                    best = Some((last, run_start + window_start, end));
                 }
             }
         }
-        if best.is_some() {
-            return best;
+        match best {
+            Some((last, start, end)) => {
+                out.push(Entity {
+                    kind: EntityKind::Card,
+                    start,
+                    end,
+                });
+                first = last + 1;
+            }
+            None => first += 1,
         }
     }
-    None
 }
 
 fn card_window_ok(window: &str) -> bool {
