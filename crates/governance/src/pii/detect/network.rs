@@ -102,7 +102,7 @@ pub(super) fn detect_ipv4(text: &str, out: &mut Vec<Entity>) {
                 Some('.') => !char_after2(text, end).is_some_and(|c| c.is_ascii_digit()),
                 Some(_) => true,
             };
-            if !right_ok {
+            if !right_ok || follows_version_word(text, start) {
                 return None;
             }
             text[start..end]
@@ -147,7 +147,25 @@ pub(super) fn detect_ipv6(text: &str, out: &mut Vec<Entity>) {
             } else {
                 n_groups >= 3
             };
-            enough.then_some((start, end))
+            // Real addresses have a long group (`2001`, `fe80`, `ffff`); `1:2:3:4:5:6:7:8`
+            // is a ratio or a list.
+            let has_long_group = candidate.split([':', '.']).any(|group| group.len() >= 3);
+            (enough && has_long_group).then_some((start, end))
         },
     );
+}
+
+/// Words that make a dotted quad a version number (`version 2.3.10.1`, `版本号 2.3.10.1`).
+const VERSION_WORDS: &[&str] = &["version", "release", "build", "ver.", "版本", "バージョン"];
+
+fn follows_version_word(text: &str, start: usize) -> bool {
+    // Look back a few chars only: the word must label this number, not one before it.
+    let from = text[..start]
+        .char_indices()
+        .rev()
+        .nth(15)
+        .map_or(0, |(idx, _)| idx);
+    let before = text[from..start].to_lowercase();
+    let before = before.trim_end_matches([' ', ':', '号', '：']);
+    VERSION_WORDS.iter().any(|word| before.ends_with(word))
 }

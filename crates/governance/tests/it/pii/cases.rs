@@ -116,6 +116,9 @@ fn ips() {
     check("from 192.168.1.1:8080", &[(Ip, "192.168.1.1")]);
     check("net 10.0.0.0/8.", &[(Ip, "10.0.0.0")]);
     check("v1.2.3.4 and 1.2.3.4.5 and 10.0.0.256", NONE);
+    check("Version 2.3.10.1, 版本号 2.3.10.1, build: 1.0.0.7", NONE);
+    check("010.0.0.1", NONE);
+    check("ratio 1:2:3:4:5:6:7:8", NONE);
     check("[2001:db8::1]:443", &[(Ip, "2001:db8::1")]);
     check("::ffff:192.0.2.1", &[(Ip, "::ffff:192.0.2.1")]);
     check("std::io::Result and 12:30:45 and 00:1A:2B:3C:4D:5E", NONE);
