@@ -1,5 +1,5 @@
 //! The detectors: a pattern finds a candidate, explicit boundary checks keep it from
-//! being part of a longer token, and a validator decides. Overlaps are resolved by kind
+//! being part of a longer token, and a validator decides. Overlaps are resolved by
 //! length, then kind priority.
 //!
 //! Boundaries are checked by hand instead of with `\b` because Unicode `\b` sees no
@@ -36,12 +36,17 @@ pub fn detect_with_limit(text: &str, max_input_bytes: usize) -> Result<Vec<Entit
             max: max_input_bytes,
         });
     }
-    let folded = Folded::new(text);
-    let haystack: &str = &folded.text;
-    let mut candidates = Vec::new();
-    for detector in DETECTORS {
-        detector(haystack, &mut candidates);
-    }
+    // A bug in a detector must fail the request, not take the worker thread down or let
+    // the text through; the detectors only read `text`, so nothing is left half-updated.
+    let (folded, candidates) = std::panic::catch_unwind(|| {
+        let folded = Folded::new(text);
+        let mut candidates = Vec::new();
+        for detector in DETECTORS {
+            detector(&folded.text, &mut candidates);
+        }
+        (folded, candidates)
+    })
+    .map_err(|_| PiiError::Internal("a detector panicked"))?;
     let mut entities = Vec::with_capacity(candidates.len());
     for candidate in resolve_overlaps(candidates) {
         let start = folded

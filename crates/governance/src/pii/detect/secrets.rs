@@ -8,8 +8,6 @@ use regex::Regex;
 use super::scan::*;
 use crate::pii::{Entity, EntityKind};
 
-// Secrets
-
 // Fixed-shape tokens: AWS access key ids, Google API keys, OpenAI / Anthropic keys,
 // GitHub and Stripe tokens, Slack tokens, Charter API keys (`chr_<id>_<secret>`).
 static TOKEN_SECRET: LazyLock<Regex> = LazyLock::new(|| {
