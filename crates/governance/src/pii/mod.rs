@@ -16,7 +16,9 @@ mod validate;
 use std::fmt;
 
 pub use detect::{detect, detect_with_limit};
-pub use policy::{apply, reidentify, Action, Applied, Direction, Mapping, Policy, PolicySet};
+pub use policy::{
+    apply, reidentify, Action, Applied, Direction, Mapping, Policy, PolicySet, PseudonymScope,
+};
 pub use redacted::{redact_for_log, Redacted};
 
 /// Inputs larger than this are refused unless a policy raises the cap.

@@ -161,6 +161,68 @@ pub struct Applied {
 /// Detects entities in `text` and applies `policy`. Blocking wins over everything: if any
 /// entity's kind is blocked the text is refused, listing the blocked kinds only.
 pub fn apply(text: &str, policy: &Policy) -> Result<Applied, PiiError> {
+    PseudonymScope::new().apply(text, policy)
+}
+
+/// Pseudonym numbering shared by the texts of one request, such as the messages of a chat
+/// completion, so that the same address is `<EMAIL_1>` in every message. Dropped with the
+/// request; numbering is never shared across requests.
+#[derive(Default)]
+pub struct PseudonymScope {
+    by_value: HashMap<(EntityKind, String), String>,
+    next_number: BTreeMap<EntityKind, usize>,
+    mapping: Mapping,
+}
+
+impl PseudonymScope {
+    pub fn new() -> PseudonymScope {
+        PseudonymScope::default()
+    }
+
+    /// Like [`apply`], numbering pseudonyms across every text of this scope.
+    /// `Applied::mapping` holds the tokens of this text; [`PseudonymScope::mapping`] all.
+    pub fn apply(&mut self, text: &str, policy: &Policy) -> Result<Applied, PiiError> {
+        apply_in_scope(text, policy, self)
+    }
+
+    /// Every token issued in this scope, for the vault.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    pub fn into_mapping(self) -> Mapping {
+        self.mapping
+    }
+
+    /// The same value (compared after normalisation, so `+1 212 555 0123` and
+    /// `+1-212-555-0123` match) gets the same token; numbers count per kind from 1.
+    fn token_for(&mut self, kind: EntityKind, value: &str) -> String {
+        let key = (kind, normalise(kind, value));
+        if let Some(token) = self.by_value.get(&key) {
+            return token.clone();
+        }
+        let number = self.next_number.entry(kind).or_insert(0);
+        *number += 1;
+        let token = format!("<{}_{}>", kind.label(), number);
+        self.mapping.entries.insert(token.clone(), value.to_owned());
+        self.by_value.insert(key, token.clone());
+        token
+    }
+}
+
+impl fmt::Debug for PseudonymScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PseudonymScope")
+            .field("mapping", &self.mapping)
+            .finish_non_exhaustive()
+    }
+}
+
+fn apply_in_scope(
+    text: &str,
+    policy: &Policy,
+    scope: &mut PseudonymScope,
+) -> Result<Applied, PiiError> {
     let entities = detect_with_limit(text, policy.max_input_bytes)?;
     let blocked: BTreeSet<EntityKind> = entities
         .iter()
@@ -172,7 +234,7 @@ pub fn apply(text: &str, policy: &Policy) -> Result<Applied, PiiError> {
             kinds: blocked.into_iter().collect(),
         });
     }
-    let mut pseudonyms = Pseudonyms::default();
+    let mut mapping = Mapping::default();
     let mut output = String::with_capacity(text.len());
     let mut copied_to = 0;
     for entity in &entities {
@@ -190,7 +252,12 @@ pub fn apply(text: &str, policy: &Policy) -> Result<Applied, PiiError> {
                 output.push_str(entity.kind.label());
                 output.push(']');
             }
-            Action::Pseudonymize => output.push_str(&pseudonyms.token_for(entity.kind, value)),
+            Action::Pseudonymize => {
+                let token = scope.token_for(entity.kind, value);
+                let original = scope.mapping.get(&token).unwrap_or(value).to_owned();
+                output.push_str(&token);
+                mapping.entries.insert(token, original);
+            }
             Action::Block => return Err(PiiError::Internal("blocked entity reached rewriting")),
         }
         copied_to = entity.end;
@@ -202,7 +269,7 @@ pub fn apply(text: &str, policy: &Policy) -> Result<Applied, PiiError> {
     Ok(Applied {
         text: Redacted::new(output),
         entities,
-        mapping: pseudonyms.mapping,
+        mapping,
     })
 }
 
@@ -218,31 +285,6 @@ pub fn reidentify(text: &str, mapping: &Mapping) -> String {
             mapping.get(token).unwrap_or(token).to_owned()
         })
         .into_owned()
-}
-
-/// Numbering of pseudonyms within one text: per kind from 1, the same value (compared
-/// after normalisation, so `+1 212 555 0123` and `+1-212-555-0123` match) gets the same
-/// token.
-#[derive(Default)]
-struct Pseudonyms {
-    by_value: HashMap<(EntityKind, String), String>,
-    next_number: BTreeMap<EntityKind, usize>,
-    mapping: Mapping,
-}
-
-impl Pseudonyms {
-    fn token_for(&mut self, kind: EntityKind, value: &str) -> String {
-        let key = (kind, normalise(kind, value));
-        if let Some(token) = self.by_value.get(&key) {
-            return token.clone();
-        }
-        let number = self.next_number.entry(kind).or_insert(0);
-        *number += 1;
-        let token = format!("<{}_{}>", kind.label(), number);
-        self.mapping.entries.insert(token.clone(), value.to_owned());
-        self.by_value.insert(key, token.clone());
-        token
-    }
 }
 
 fn normalise(kind: EntityKind, value: &str) -> String {

@@ -2,6 +2,7 @@
 
 use governance::pii::{
     apply, redact_for_log, reidentify, Action, Direction, EntityKind, PiiError, Policy, PolicySet,
+    PseudonymScope,
 };
 
 const TEXT: &str = "Mail a@example.com or A@Example.com, call +4930901820, card 4111 1111 1111 1111, mail b@example.org";
@@ -112,4 +113,19 @@ fn entities_serialize_for_the_api() {
         serde_json::to_string(&applied.entities).unwrap(),
         r#"[{"type":"ip","start":3,"end":11}]"#
     );
+}
+
+#[test]
+fn a_scope_numbers_across_the_texts_of_one_request() {
+    let policy = Policy::new(Action::Pseudonymize);
+    let mut scope = PseudonymScope::new();
+    let first = scope.apply("from a@example.com", &policy).unwrap();
+    let second = scope
+        .apply("cc b@example.com, reply to A@example.com", &policy)
+        .unwrap();
+    assert_eq!(first.text.as_str(), "from <EMAIL_1>");
+    assert_eq!(second.text.as_str(), "cc <EMAIL_2>, reply to <EMAIL_1>");
+    assert_eq!(second.mapping.len(), 2);
+    assert_eq!(second.mapping.get("<EMAIL_1>"), Some("a@example.com"));
+    assert_eq!(scope.mapping().len(), 2);
 }
