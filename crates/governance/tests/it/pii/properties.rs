@@ -159,3 +159,30 @@ fn pathological_inputs_finish() {
         assert!(applied.text.as_str().len() <= input.len() + 16 * applied.entities.len());
     }
 }
+
+/// Prints throughput on a 1 MiB mix of prose and entities; no timing assertion (those
+/// belong in benchmarks). Run with `cargo test -p governance --test it throughput --
+/// --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let paragraph =
+        "Kunde zhang.san@example.cn (Tel. +49 151 23456789, 手机 13812345678) zahlte mit \
+        4111 1111 1111 1111 von 192.168.10.20; IBAN DE89 3704 0044 0532 0130 00, Bestellung \
+        2024-11-29-0042, Version v1.2.3, 合同编号 20231115000123。";
+    let mut text = String::new();
+    while text.len() + paragraph.len() < governance::pii::DEFAULT_MAX_INPUT_BYTES {
+        text.push_str(paragraph);
+        text.push('\n');
+    }
+    let started = std::time::Instant::now();
+    let applied = apply(&text, &Policy::redact_all()).unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "{} bytes, {} entities in {:?} ({:.1} MiB/s)",
+        text.len(),
+        applied.entities.len(),
+        elapsed,
+        text.len() as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+    );
+}
