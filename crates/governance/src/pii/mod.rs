@@ -3,9 +3,10 @@
 //!
 //! Detectors validate what they match (Luhn, mod-97, GB 11643, SSN ranges, address
 //! parsing, JWT headers) so that order numbers, version strings and hashes are left alone.
-//! Everything is synchronous and free of I/O. Every entry point returns a `Result`: when
-//! the engine cannot vouch for its output (input over the size cap, a broken internal
-//! invariant) the caller gets an error, never the text passed through unchanged.
+//! Everything is synchronous and free of I/O. Detection and policy application return a
+//! `Result`: when the engine cannot vouch for its output (input over the size cap, a
+//! broken internal invariant, a panicking detector) the caller gets an error, never the
+//! text passed through unchanged.
 
 mod detect;
 mod fold;
