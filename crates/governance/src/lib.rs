@@ -1,9 +1,11 @@
 //! Governance: who is calling (authentication), what they may do (scopes), and the
-//! policies that every request passes through before it reaches a service.
+//! policies that every request passes through before it reaches a service: the PII
+//! engine ([`pii`]) among them.
 //!
 //! Knows nothing of HTTP beyond header text; the `api` crate turns these decisions
 //! into responses.
 
 pub mod auth;
+pub mod pii;
 
 pub use auth::{authenticate, mint_key, AuthError, KeyRequest, Principal};

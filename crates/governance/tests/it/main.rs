@@ -1,0 +1,3 @@
+//! The one integration test binary of `governance`; features are modules.
+
+mod pii;
