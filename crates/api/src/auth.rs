@@ -8,8 +8,8 @@
 use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use governance::{AuthError, Principal};
@@ -67,12 +67,17 @@ impl<P: Permission, S: Send + Sync> FromRequestParts<S> for Guarded<P> {
             .extensions
             .get::<Principal>()
             .cloned()
-            .ok_or_else(|| ApiError::unauthorized("missing API key: send 'Authorization: Bearer <key>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+            })?;
         if !P::allows(&principal.scopes) {
             let needed: Vec<&str> = P::SCOPES.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::forbidden(
                 "insufficient_scope",
-                format!("this key lacks the scope this operation needs (one of: {})", needed.join(", ")),
+                format!(
+                    "this key lacks the scope this operation needs (one of: {})",
+                    needed.join(", ")
+                ),
             ));
         }
         Ok(Self {
@@ -83,7 +88,11 @@ impl<P: Permission, S: Send + Sync> FromRequestParts<S> for Guarded<P> {
 }
 
 /// Middleware: authenticate or answer 401 before anything else runs.
-pub async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let header = request
         .headers()
         .get(AUTHORIZATION)

@@ -33,12 +33,14 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "expected a JSON body with 'Content-Type: application/json'",
         ),
-        JsonRejection::JsonDataError(e) => {
-            ApiError::bad_request("invalid_request", format!("invalid request body: {}", e.body_text()))
-        }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {}", e.body_text()))
-        }
+        JsonRejection::JsonDataError(e) => ApiError::bad_request(
+            "invalid_request",
+            format!("invalid request body: {}", e.body_text()),
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not valid JSON: {}", e.body_text()),
+        ),
         JsonRejection::BytesRejection(_) => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
@@ -67,7 +69,10 @@ where
 }
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
-    ApiError::bad_request("invalid_path", format!("invalid path: {}", rejection.body_text()))
+    ApiError::bad_request(
+        "invalid_path",
+        format!("invalid path: {}", rejection.body_text()),
+    )
 }
 
 /// `axum::extract::Query` with rejections in the one error shape.
@@ -89,5 +94,14 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", format!("invalid query string: {}", rejection.body_text()))
+    ApiError::bad_request(
+        "invalid_query",
+        format!("invalid query string: {}", rejection.body_text()),
+    )
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
 }

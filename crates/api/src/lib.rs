@@ -39,7 +39,10 @@ pub fn router(state: AppState) -> Router {
             protected = protected.route(route.path, route.handler);
         }
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let protected = protected.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_key,
+    ));
     let timeout = Duration::from_secs(state.config().request_timeout_secs);
     public
         .merge(protected)
@@ -47,7 +50,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_json_body))
         .layer(middleware::from_fn(record_metrics))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

@@ -48,7 +48,12 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Store, registry: Registry, config: ApiConfig, metrics: Option<MetricsRender>) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        config: ApiConfig,
+        metrics: Option<MetricsRender>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,

@@ -40,7 +40,11 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
-    pub fn resolve(data_dir: Option<PathBuf>, database_url: Option<String>, file: &FileConfig) -> Self {
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+        file: &FileConfig,
+    ) -> Self {
         let data_dir = data_dir
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./charter-data"));
@@ -66,9 +70,9 @@ impl StorageConfig {
 /// Parses a listen address, refusing a non-loopback one unless plain HTTP there was
 /// explicitly allowed (TLS terminated by a proxy in front).
 pub fn listen_addr(text: &str, allow_plain_http: bool) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = text
-        .parse()
-        .with_context(|| format!("invalid listen address '{text}': expected IP:PORT, e.g. 127.0.0.1:8080"))?;
+    let addr: SocketAddr = text.parse().with_context(|| {
+        format!("invalid listen address '{text}': expected IP:PORT, e.g. 127.0.0.1:8080")
+    })?;
     if !addr.ip().is_loopback() && !allow_plain_http {
         anyhow::bail!(
             "refusing to serve plain HTTP on non-loopback address {addr}: configure TLS, \

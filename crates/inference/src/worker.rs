@@ -121,7 +121,8 @@ impl<M: BatchModel> WorkerHandle<M> {
 
     /// Requests queued or being computed right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed) + (self.sender.max_capacity() - self.sender.capacity())
+        self.in_flight.load(Ordering::Relaxed)
+            + (self.sender.max_capacity() - self.sender.capacity())
     }
 }
 
@@ -171,14 +172,21 @@ fn run_worker<M: BatchModel>(
             continue;
         }
         in_flight.fetch_add(batch.len(), Ordering::Relaxed);
-        let waited = batch.iter().map(|j| j.enqueued.elapsed()).max().unwrap_or_default();
+        let waited = batch
+            .iter()
+            .map(|j| j.enqueued.elapsed())
+            .max()
+            .unwrap_or_default();
         metrics::histogram!("charter_inference_queue_seconds").record(waited.as_secs_f64());
         metrics::histogram!("charter_inference_batch_requests").record(batch.len() as f64);
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
         let n = requests.len();
         let started = Instant::now();
-        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(requests)));
-        metrics::histogram!("charter_inference_batch_seconds").record(started.elapsed().as_secs_f64());
+        let results =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(requests)));
+        metrics::histogram!("charter_inference_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
         match results {
             Ok(results) if results.len() == n => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -187,7 +195,8 @@ fn run_worker<M: BatchModel>(
             }
             Ok(_) => {
                 for reply in replies {
-                    let _ = reply.send(Err("the model returned the wrong number of results".into()));
+                    let _ =
+                        reply.send(Err("the model returned the wrong number of results".into()));
                 }
             }
             Err(_) => {
@@ -222,12 +231,21 @@ mod tests {
             std::thread::sleep(self.delay);
             requests
                 .into_iter()
-                .map(|r| if r == 13 { Err("unlucky".into()) } else { Ok(r * 2) })
+                .map(|r| {
+                    if r == 13 {
+                        Err("unlucky".into())
+                    } else {
+                        Ok(r * 2)
+                    }
+                })
                 .collect()
         }
     }
 
-    fn spawn(capacity: usize, delay_ms: u64) -> (WorkerHandle<Doubler>, Arc<std::sync::Mutex<Vec<usize>>>) {
+    fn spawn(
+        capacity: usize,
+        delay_ms: u64,
+    ) -> (WorkerHandle<Doubler>, Arc<std::sync::Mutex<Vec<usize>>>) {
         let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
         let model = Doubler {
             batches: batches.clone(),
@@ -261,7 +279,10 @@ mod tests {
         }
         let batches = batches.lock().unwrap();
         assert!(batches.iter().all(|&n| n <= 8), "{batches:?}");
-        assert!(batches.iter().any(|&n| n > 1), "no batching happened: {batches:?}");
+        assert!(
+            batches.iter().any(|&n| n > 1),
+            "no batching happened: {batches:?}"
+        );
         assert_eq!(batches.iter().sum::<usize>(), 20);
     }
 
@@ -294,7 +315,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         for i in 0..5u32 {
             let h = handle.clone();
-            let _ = tokio::time::timeout(Duration::from_millis(1), async move { h.call(i).await }).await;
+            let _ = tokio::time::timeout(Duration::from_millis(1), async move { h.call(i).await })
+                .await;
         }
         assert_eq!(busy.await.unwrap(), Ok(2));
         assert_eq!(handle.call(3).await, Ok(6));

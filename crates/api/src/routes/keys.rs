@@ -56,7 +56,11 @@ impl From<ApiKeyRecord> for KeyView {
         Self {
             id: record.key_id,
             tenant: record.tenant.to_string(),
-            scopes: record.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            scopes: record
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
             description: record.description,
             created_at: record.created_at,
             expires_at: record.expires_at,
@@ -68,7 +72,10 @@ impl From<ApiKeyRecord> for KeyView {
 /// Lists keys (never their secrets).
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
     responses((status = 200, body = Vec<KeyView>)))]
-pub async fn list(guard: Guarded<Admin>, State(state): State<AppState>) -> ApiResult<Json<Vec<KeyView>>> {
+pub async fn list(
+    guard: Guarded<Admin>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<KeyView>>> {
     let keys = state
         .store()
         .list_keys(&guard.principal.caller())
@@ -87,18 +94,31 @@ pub async fn create(
     Json(request): Json<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateKeyResponse>)> {
     if request.scopes.is_empty() {
-        return Err(ApiError::bad_request("invalid_scopes", "a key needs at least one scope").with_param("scopes"));
+        return Err(
+            ApiError::bad_request("invalid_scopes", "a key needs at least one scope")
+                .with_param("scopes"),
+        );
     }
     if request.expires_at.is_some_and(|t| t <= types::unix_now()) {
-        return Err(ApiError::bad_request("invalid_expiry", "expires_at must be in the future").with_param("expires_at"));
+        return Err(
+            ApiError::bad_request("invalid_expiry", "expires_at must be in the future")
+                .with_param("expires_at"),
+        );
     }
     let limits = KeyLimits {
         rpm: request.rpm,
         tpm: request.tpm,
         tpd: request.tpd,
     };
-    if [limits.rpm, limits.tpm, limits.tpd].iter().flatten().any(|v| *v < 1) {
-        return Err(ApiError::bad_request("invalid_limit", "rate limits must be 1 or more"));
+    if [limits.rpm, limits.tpm, limits.tpd]
+        .iter()
+        .flatten()
+        .any(|v| *v < 1)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "rate limits must be 1 or more",
+        ));
     }
     let key_request = KeyRequest {
         tenant: request.tenant,

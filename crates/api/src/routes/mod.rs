@@ -30,7 +30,11 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-fn route<P: Permission>(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Route {
+fn route<P: Permission>(
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+) -> Route {
     Route {
         method,
         path,
@@ -58,7 +62,11 @@ pub fn table() -> Vec<Route> {
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models", get(models::list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models/{name}", get(models::show)),
-        route::<auth::ModelsWrite>(M::DELETE, "/v1/registry/models/{name}", delete(models::remove)),
+        route::<auth::ModelsWrite>(
+            M::DELETE,
+            "/v1/registry/models/{name}",
+            delete(models::remove),
+        ),
         route::<auth::ModelsWrite>(
             M::POST,
             "/v1/registry/models/{name}/versions",
@@ -84,7 +92,10 @@ pub fn table() -> Vec<Route> {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("route_not_found", "no such route; see /docs/openapi.json for the API")
+    ApiError::not_found(
+        "route_not_found",
+        "no such route; see /docs/openapi.json for the API",
+    )
 }
 
 pub async fn method_not_allowed() -> ApiError {
@@ -113,11 +124,13 @@ pub(crate) fn store_error(error: store::StoreError) -> ApiError {
 pub(crate) fn registry_error(error: registry::RegistryError) -> ApiError {
     use registry::{ImportError as I, RegistryError as E};
     match error {
-        E::Invalid(I::PickleCheckpoint { .. } | I::PickleContent { .. } | I::ZipArchive { .. }) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "pickle_refused",
-            error.to_string(),
-        ),
+        E::Invalid(I::PickleCheckpoint { .. } | I::PickleContent { .. } | I::ZipArchive { .. }) => {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "pickle_refused",
+                error.to_string(),
+            )
+        }
         E::Invalid(_) => ApiError::bad_request("invalid_model", error.to_string()),
         E::NotFound(_) => ApiError::not_found("model_not_found", error.to_string()),
         E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),

@@ -111,7 +111,10 @@ impl From<VersionRecord> for VersionView {
 /// Models the caller may use, in OpenAI's list shape.
 #[utoipa::path(get, path = "/v1/models", tag = "models", security(("bearer" = [])),
     responses((status = 200, body = OpenAiModelList)))]
-pub async fn openai_list(guard: Guarded<UseModels>, State(state): State<AppState>) -> ApiResult<Json<OpenAiModelList>> {
+pub async fn openai_list(
+    guard: Guarded<UseModels>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<OpenAiModelList>> {
     let models = state
         .store()
         .list_models(&guard.principal.caller())
@@ -127,13 +130,19 @@ pub async fn openai_list(guard: Guarded<UseModels>, State(state): State<AppState
             owned_by: m.card.owner.unwrap_or_else(|| m.tenant.to_string()),
         })
         .collect();
-    Ok(Json(OpenAiModelList { object: "list", data }))
+    Ok(Json(OpenAiModelList {
+        object: "list",
+        data,
+    }))
 }
 
 /// Models in the registry visible to the caller.
 #[utoipa::path(get, path = "/v1/registry/models", tag = "registry", security(("bearer" = [])),
     responses((status = 200, body = ModelList)))]
-pub async fn list(guard: Guarded<ModelsRead>, State(state): State<AppState>) -> ApiResult<Json<ModelList>> {
+pub async fn list(
+    guard: Guarded<ModelsRead>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<ModelList>> {
     let models = state
         .store()
         .list_models(&guard.principal.caller())
@@ -154,8 +163,16 @@ pub async fn show(
     Path(name): Path<ModelName>,
 ) -> ApiResult<Json<ModelDetail>> {
     let caller = guard.principal.caller();
-    let model = state.store().find_model(&caller, &name).await.map_err(store_error)?;
-    let versions = state.store().list_versions(&caller, &name).await.map_err(store_error)?;
+    let model = state
+        .store()
+        .find_model(&caller, &name)
+        .await
+        .map_err(store_error)?;
+    let versions = state
+        .store()
+        .list_versions(&caller, &name)
+        .await
+        .map_err(store_error)?;
     Ok(Json(ModelDetail {
         model: model.into(),
         versions: versions.into_iter().map(VersionView::from).collect(),
@@ -313,16 +330,23 @@ async fn stage_body(state: &AppState, body: Body, limit: u64) -> ApiResult<tempf
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("upload_interrupted", "the upload was interrupted"))?;
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request("upload_interrupted", "the upload was interrupted")
+        })?;
         received = received.saturating_add(chunk.len() as u64);
         if received > limit {
             return Err(too_large(limit));
         }
-        file.write_all(&chunk).await.map_err(|e| ApiError::internal(&e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
     }
     file.sync_all().await.map_err(|e| ApiError::internal(&e))?;
     if received == 0 {
-        return Err(ApiError::bad_request("empty_upload", "the upload is empty: send a tar archive of the model folder"));
+        return Err(ApiError::bad_request(
+            "empty_upload",
+            "the upload is empty: send a tar archive of the model folder",
+        ));
     }
     Ok(path)
 }

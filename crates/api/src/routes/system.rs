@@ -37,6 +37,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             text,
         )
             .into_response(),
-        None => ApiError::not_found("metrics_disabled", "metrics are not enabled on this server").into_response(),
+        None => ApiError::not_found("metrics_disabled", "metrics are not enabled on this server")
+            .into_response(),
     }
 }

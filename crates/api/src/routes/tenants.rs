@@ -43,7 +43,10 @@ impl From<TenantRecord> for TenantView {
 /// Lists all tenants.
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("bearer" = [])),
     responses((status = 200, body = Vec<TenantView>)))]
-pub async fn list(_guard: Guarded<Admin>, State(state): State<AppState>) -> ApiResult<Json<Vec<TenantView>>> {
+pub async fn list(
+    _guard: Guarded<Admin>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<TenantView>>> {
     let tenants = state.store().list_tenants().await.map_err(store_error)?;
     Ok(Json(tenants.into_iter().map(TenantView::from).collect()))
 }
@@ -74,6 +77,10 @@ pub async fn remove(
     State(state): State<AppState>,
     Path(name): Path<TenantName>,
 ) -> ApiResult<StatusCode> {
-    state.store().delete_tenant(&name).await.map_err(store_error)?;
+    state
+        .store()
+        .delete_tenant(&name)
+        .await
+        .map_err(store_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

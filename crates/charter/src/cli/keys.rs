@@ -58,7 +58,8 @@ pub async fn run(context: Context, command: KeysCommand) -> anyhow::Result<ExitC
             let (tenant, scopes) = if admin {
                 (TenantName::try_from(types::ADMIN_TENANT)?, Scopes::admin())
             } else {
-                let tenant = tenant.ok_or_else(|| anyhow::anyhow!("--tenant is required without --admin"))?;
+                let tenant = tenant
+                    .ok_or_else(|| anyhow::anyhow!("--tenant is required without --admin"))?;
                 (tenant, scopes.unwrap_or_default())
             };
             if scopes.iter().next().is_none() {
@@ -76,8 +77,17 @@ pub async fn run(context: Context, command: KeysCommand) -> anyhow::Result<ExitC
         }
         KeysCommand::List => {
             for key in services.store.list_keys(&Caller::admin()).await? {
-                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{state}", key.key_id, key.tenant, key.scopes.to_list());
+                let state = if key.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}",
+                    key.key_id,
+                    key.tenant,
+                    key.scopes.to_list()
+                );
             }
         }
         KeysCommand::Revoke { id } => {

@@ -80,10 +80,15 @@ pub async fn run(context: Context, command: ModelsCommand) -> anyhow::Result<Exi
         }
         ModelsCommand::List => {
             for model in registry.list(&caller).await? {
-                let latest = model.latest_version.map_or("-".to_owned(), |v| v.to_string());
+                let latest = model
+                    .latest_version
+                    .map_or("-".to_owned(), |v| v.to_string());
                 let license = model.card.license.as_deref().unwrap_or("-");
                 let shared = if model.shared { "shared" } else { "private" };
-                println!("{}\t{}\tlatest {latest}\t{license}\t{shared}", model.name, model.tenant);
+                println!(
+                    "{}\t{}\tlatest {latest}\t{license}\t{shared}",
+                    model.name, model.tenant
+                );
             }
         }
         ModelsCommand::Show { model } => {
@@ -92,9 +97,18 @@ pub async fn run(context: Context, command: ModelsCommand) -> anyhow::Result<Exi
             println!("tenant:      {}", model.tenant);
             println!("version:     {}", version.version);
             println!("shared:      {}", model.shared);
-            println!("owner:       {}", model.card.owner.as_deref().unwrap_or("-"));
-            println!("license:     {}", model.card.license.as_deref().unwrap_or("-"));
-            println!("description: {}", model.card.description.as_deref().unwrap_or("-"));
+            println!(
+                "owner:       {}",
+                model.card.owner.as_deref().unwrap_or("-")
+            );
+            println!(
+                "license:     {}",
+                model.card.license.as_deref().unwrap_or("-")
+            );
+            println!(
+                "description: {}",
+                model.card.description.as_deref().unwrap_or("-")
+            );
             println!("size:        {} bytes", version.total_size);
             println!("files:");
             for file in &version.manifest.files {
@@ -102,7 +116,9 @@ pub async fn run(context: Context, command: ModelsCommand) -> anyhow::Result<Exi
             }
         }
         ModelsCommand::Rm { model } => match registry.remove(&model, &caller).await? {
-            Removed::Model(model) => eprintln!("removed model {} with all its versions", model.name),
+            Removed::Model(model) => {
+                eprintln!("removed model {} with all its versions", model.name)
+            }
             Removed::Version(version) => eprintln!("removed {}", version.model_ref()),
         },
     }

@@ -3,9 +3,9 @@
 //! Shutdown on SIGTERM or Ctrl-C: readiness turns 503 at once, the listener stops
 //! accepting, and in-flight requests drain within `--drain-secs`.
 
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -66,7 +66,12 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let render: api::MetricsRender = Arc::new(move || prometheus.render());
-    let state = AppState::new(services.store.clone(), services.registry.clone(), config, Some(render));
+    let state = AppState::new(
+        services.store.clone(),
+        services.registry.clone(),
+        config,
+        Some(render),
+    );
     let app = api::router(state.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)

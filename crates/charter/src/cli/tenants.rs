@@ -30,7 +30,11 @@ pub async fn run(context: Context, command: TenantsCommand) -> anyhow::Result<Ex
         }
         TenantsCommand::List => {
             for tenant in services.store.list_tenants().await? {
-                let kind = if tenant.commercial { "commercial" } else { "non-commercial" };
+                let kind = if tenant.commercial {
+                    "commercial"
+                } else {
+                    "non-commercial"
+                };
                 println!("{}\t{kind}", tenant.name);
             }
         }
