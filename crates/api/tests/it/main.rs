@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP API: the real router, store and registry, in-process
+//! through `tower::ServiceExt::oneshot` on SQLite files in temp dirs.
+
+mod common;
+mod errors;
+mod isolation;
+mod keys;
+mod openapi;
+mod permissions;
+mod upload;
