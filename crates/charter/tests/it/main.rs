@@ -1,0 +1,3 @@
+//! Integration tests of the `charter` binary: real processes, real files, real HTTP.
+
+mod cli;
