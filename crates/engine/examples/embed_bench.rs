@@ -35,7 +35,9 @@ fn parse_args() -> Result<Args> {
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
-        let value = iter.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = iter
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--model" => args.model = value.into(),
             "--reference" => args.reference = value.into(),
@@ -62,7 +64,12 @@ fn read_corpus(path: &PathBuf) -> Result<Vec<String>> {
 }
 
 /// Best of `rounds` passes over the corpus in batches of `batch_size`, in sentences/s.
-fn throughput(encoder: &Encoder, corpus: &[String], batch_size: usize, rounds: usize) -> Result<f64> {
+fn throughput(
+    encoder: &Encoder,
+    corpus: &[String],
+    batch_size: usize,
+    rounds: usize,
+) -> Result<f64> {
     let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
     let mut best = Duration::MAX;
     for _ in 0..rounds {

@@ -191,9 +191,7 @@ impl BertModel {
             }
         }
         let norm = &self.embeddings.layer_norm;
-        for row in states.chunks_exact_mut(hidden) {
-            kernels::layer_norm_row(row, &norm.gamma, &norm.beta, eps);
-        }
+        kernels::layer_norm_rows(&mut states, &norm.gamma, &norm.beta, eps);
 
         let mut states = Tensor::from_vec(states, (n_tokens, hidden), &Device::Cpu)?;
         for layer in &self.layers {

@@ -14,6 +14,15 @@ use rayon::prelude::*;
 /// small enough that a batch of a few hundred tokens still spreads over the threads.
 const ROWS_PER_TASK: usize = 16;
 
+/// Runs `work` compiled for the best instruction set of this CPU (AVX-512, AVX2+FMA, or
+/// baseline). The build targets baseline x86-64 (SSE2), so without this the loops below
+/// would vectorise four lanes wide at most. Everything `work` calls must be
+/// `#[inline(always)]` to inherit the instruction set.
+#[inline(always)]
+fn with_best_simd<R>(work: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(work)
+}
+
 /// `out[r] = layer_norm(x[r] + bias + residual[r]) * gamma + beta`, row by row.
 pub(crate) fn bias_residual_layer_norm(
     x: &[f32],
@@ -29,30 +38,51 @@ pub(crate) fn bias_residual_layer_norm(
         .zip(x.par_chunks(width * ROWS_PER_TASK))
         .zip(residual.par_chunks(width * ROWS_PER_TASK))
         .for_each(|((out, x), residual)| {
-            for ((out, x), residual) in out
-                .chunks_exact_mut(width)
-                .zip(x.chunks_exact(width))
-                .zip(residual.chunks_exact(width))
-            {
-                for (((o, x), r), b) in out.iter_mut().zip(x).zip(residual).zip(bias) {
-                    *o = x + r + b;
-                }
-                layer_norm_row(out, gamma, beta, eps);
-            }
+            with_best_simd(
+                #[inline(always)]
+                || {
+                    for ((out, x), residual) in out
+                        .chunks_exact_mut(width)
+                        .zip(x.chunks_exact(width))
+                        .zip(residual.chunks_exact(width))
+                    {
+                        for (((o, x), r), b) in out.iter_mut().zip(x).zip(residual).zip(bias) {
+                            *o = x + r + b;
+                        }
+                        layer_norm_row(out, gamma, beta, eps);
+                    }
+                },
+            )
         });
     out
 }
 
+/// Layer norm of each `gamma.len()`-wide row of `rows`, in place.
+pub(crate) fn layer_norm_rows(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    rows.par_chunks_mut(width * ROWS_PER_TASK).for_each(|rows| {
+        with_best_simd(
+            #[inline(always)]
+            || {
+                for row in rows.chunks_exact_mut(width) {
+                    layer_norm_row(row, gamma, beta, eps);
+                }
+            },
+        )
+    });
+}
+
 /// Layer norm of one row in place, with the two-pass variance PyTorch uses.
-pub(crate) fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+#[inline(always)]
+fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let mean = sum(row) / n;
-    let mut squares = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
+    let mut squares = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
     for chunk in &mut chunks {
         for (acc, v) in squares.iter_mut().zip(chunk) {
             let d = v - mean;
-            *acc += d * d;
+            *acc = d.mul_add(d, *acc);
         }
     }
     let tail: f32 = chunks
@@ -63,7 +93,7 @@ pub(crate) fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: 
     let variance = (squares.iter().sum::<f32>() + tail) / n;
     let inv_std = 1.0 / (variance + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-        *v = (*v - mean) * inv_std * g + b;
+        *v = ((*v - mean) * inv_std).mul_add(*g, *b);
     }
 }
 
@@ -74,12 +104,17 @@ pub(crate) fn bias_gelu(x: &[f32], bias: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(width * ROWS_PER_TASK)
         .zip(x.par_chunks(width * ROWS_PER_TASK))
         .for_each(|(out, x)| {
-            for (out, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-                for ((o, x), b) in out.iter_mut().zip(x).zip(bias) {
-                    let v = x + b;
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                }
-            }
+            with_best_simd(
+                #[inline(always)]
+                || {
+                    for (out, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+                        for ((o, x), b) in out.iter_mut().zip(x).zip(bias) {
+                            let v = x + b;
+                            *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                        }
+                    }
+                },
+            )
         });
     out
 }
@@ -101,7 +136,7 @@ pub(crate) fn attention(
     let n_tokens: usize = seq_lens.iter().sum();
     let mut out = vec![0f32; n_tokens * hidden];
     // Split input and output into per-sequence pieces up front so the sequences can run
-    // in parallel on disjoint slices.
+    // in parallel on disjoint slices; the longest first, so a long one does not start last.
     let mut pieces = Vec::with_capacity(seq_lens.len());
     let (mut rest_in, mut rest_out) = (qkv, out.as_mut_slice());
     for &len in seq_lens {
@@ -111,12 +146,20 @@ pub(crate) fn attention(
         rest_in = tail_in;
         rest_out = tail_out;
     }
-    pieces.into_par_iter().for_each(|(seq_in, seq_out)| {
-        attend_sequence(seq_in, qkv_bias, seq_out, n_heads, head_dim);
-    });
+    pieces.sort_by_key(|(_, seq_out)| std::cmp::Reverse(seq_out.len()));
+    pieces
+        .into_par_iter()
+        .with_max_len(1)
+        .for_each(|(seq_in, seq_out)| {
+            with_best_simd(
+                #[inline(always)]
+                || attend_sequence(seq_in, qkv_bias, seq_out, n_heads, head_dim),
+            )
+        });
     out
 }
 
+#[inline(always)]
 fn attend_sequence(
     qkv: &[f32],
     qkv_bias: &[f32],
@@ -127,39 +170,54 @@ fn attend_sequence(
     let hidden = n_heads * head_dim;
     let len = out.len() / hidden;
     let scale = 1.0 / (head_dim as f32).sqrt();
+    // Per head: queries [len, head_dim] (pre-scaled), keys transposed [head_dim, len] so
+    // the scores of one query are `head_dim` vector updates over all keys (no horizontal
+    // sums), values [len, head_dim].
     let mut q = vec![0f32; len * head_dim];
-    let mut k = vec![0f32; len * head_dim];
+    let mut k_t = vec![0f32; head_dim * len];
     let mut v = vec![0f32; len * head_dim];
     let mut scores = vec![0f32; len];
     let mut context = vec![0f32; head_dim];
     for head in 0..n_heads {
-        // Gather this head's queries, keys and values into dense [len, head_dim] blocks,
-        // adding the bias and folding the 1/sqrt(d) scale into the queries.
+        let q_src = head * head_dim;
+        let k_src = hidden + head * head_dim;
+        let v_src = 2 * hidden + head * head_dim;
         for (token, row) in qkv.chunks_exact(3 * hidden).enumerate() {
             let dst = token * head_dim..(token + 1) * head_dim;
-            for (part, (block, factor)) in [(&mut q, scale), (&mut k, 1.0), (&mut v, 1.0)]
-                .into_iter()
+            for ((d, x), b) in q[dst.clone()]
+                .iter_mut()
+                .zip(&row[q_src..q_src + head_dim])
+                .zip(&qkv_bias[q_src..q_src + head_dim])
+            {
+                *d = (x + b) * scale;
+            }
+            for (dim, (x, b)) in row[k_src..k_src + head_dim]
+                .iter()
+                .zip(&qkv_bias[k_src..k_src + head_dim])
                 .enumerate()
             {
-                let src = part * hidden + head * head_dim;
-                for ((d, x), b) in block[dst.clone()]
-                    .iter_mut()
-                    .zip(&row[src..src + head_dim])
-                    .zip(&qkv_bias[src..src + head_dim])
-                {
-                    *d = (x + b) * factor;
-                }
+                k_t[dim * len + token] = x + b;
+            }
+            for ((d, x), b) in v[dst]
+                .iter_mut()
+                .zip(&row[v_src..v_src + head_dim])
+                .zip(&qkv_bias[v_src..v_src + head_dim])
+            {
+                *d = x + b;
             }
         }
         for (query, out_row) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(hidden)) {
-            for (score, key) in scores.iter_mut().zip(k.chunks_exact(head_dim)) {
-                *score = dot(query, key);
+            scores.fill(0.0);
+            for (&q_d, keys_d) in query.iter().zip(k_t.chunks_exact(len)) {
+                for (score, k) in scores.iter_mut().zip(keys_d) {
+                    *score = q_d.mul_add(*k, *score);
+                }
             }
             softmax_in_place(&mut scores);
             context.fill(0.0);
-            for (p, value) in scores.iter().zip(v.chunks_exact(head_dim)) {
+            for (&p, value) in scores.iter().zip(v.chunks_exact(head_dim)) {
                 for (c, x) in context.iter_mut().zip(value) {
-                    *c += p * x;
+                    *c = p.mul_add(*x, *c);
                 }
             }
             out_row[head * head_dim..(head + 1) * head_dim].copy_from_slice(&context);
@@ -167,6 +225,7 @@ fn attend_sequence(
     }
 }
 
+#[inline(always)]
 pub(crate) fn softmax_in_place(values: &mut [f32]) {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for v in values.iter_mut() {
@@ -178,15 +237,16 @@ pub(crate) fn softmax_in_place(values: &mut [f32]) {
     }
 }
 
-/// Dot product with eight independent accumulators so the loop vectorises (a plain
+/// Dot product with sixteen independent accumulators so the loop vectorises (a plain
 /// `sum()` is ordered and stays scalar).
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks_a = a.chunks_exact(8);
-    let mut chunks_b = b.chunks_exact(8);
+    let mut acc = [0f32; 16];
+    let mut chunks_a = a.chunks_exact(16);
+    let mut chunks_b = b.chunks_exact(16);
     for (ca, cb) in (&mut chunks_a).zip(&mut chunks_b) {
         for ((s, x), y) in acc.iter_mut().zip(ca).zip(cb) {
-            *s += x * y;
+            *s = x.mul_add(*y, *s);
         }
     }
     let tail: f32 = chunks_a
@@ -198,9 +258,10 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 pub(crate) fn sum(values: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = values.chunks_exact(8);
+    let mut acc = [0f32; 16];
+    let mut chunks = values.chunks_exact(16);
     for chunk in &mut chunks {
         for (s, x) in acc.iter_mut().zip(chunk) {
             *s += x;
@@ -219,16 +280,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Round x / ln 2 to the nearest integer n with the 1.5 * 2^23 trick (no `round`
     // instruction on baseline x86-64).
     const ROUNDER: f32 = 12_582_912.0;
-    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, ROUNDER);
     let n = shifted - ROUNDER;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
     let mut y = 1.987_569_1e-4f32;
-    y = y * r + 1.398_199_9e-3;
-    y = y * r + 8.333_452e-3;
-    y = y * r + 4.166_579_6e-2;
-    y = y * r + 1.666_666_5e-1;
-    y = y * r + 0.5;
-    y = y * r * r + r + 1.0;
+    y = y.mul_add(r, 1.398_199_9e-3);
+    y = y.mul_add(r, 8.333_452e-3);
+    y = y.mul_add(r, 4.166_579_6e-2);
+    y = y.mul_add(r, 1.666_666_5e-1);
+    y = y.mul_add(r, 0.5);
+    y = (y * r).mul_add(r, r + 1.0);
     let n_int = shifted.to_bits() as i32 - ROUNDER.to_bits() as i32;
     y * f32::from_bits(((n_int + 127) << 23) as u32)
 }
@@ -241,17 +302,17 @@ pub(crate) fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let mut p = -2.726_142_3e-10f32;
-    p = p * x2 + 2.770_681_4e-8;
-    p = p * x2 + -2.101_024e-6;
-    p = p * x2 + -5.692_506_4e-5;
-    p = p * x2 + -7.349_906_3e-4;
-    p = p * x2 + -2.954_6e-3;
-    p = p * x2 + -1.609_603_3e-2;
+    p = p.mul_add(x2, 2.770_681_4e-8);
+    p = p.mul_add(x2, -2.101_024e-6);
+    p = p.mul_add(x2, -5.692_506_4e-5);
+    p = p.mul_add(x2, -7.349_906_3e-4);
+    p = p.mul_add(x2, -2.954_6e-3);
+    p = p.mul_add(x2, -1.609_603_3e-2);
     let mut q = -1.456_607_2e-5f32;
-    q = q * x2 + -2.133_740_6e-4;
-    q = q * x2 + -1.682_827e-3;
-    q = q * x2 + -7.373_329e-3;
-    q = q * x2 + -1.426_474e-2;
+    q = q.mul_add(x2, -2.133_740_6e-4);
+    q = q.mul_add(x2, -1.682_827e-3);
+    q = q.mul_add(x2, -7.373_329e-3);
+    q = q.mul_add(x2, -1.426_474e-2);
     x * p / q
 }
 

@@ -54,6 +54,15 @@ fn compare(actual: &[f32], expected: &[f32]) -> (f32, f32) {
 /// Every failing line, so one run shows the whole picture.
 fn check_embeddings(actual: &[Vec<f32>], reference: &[ReferenceLine], what: &str) {
     assert_eq!(actual.len(), reference.len());
+    let (worst_cosine, worst_abs) =
+        actual
+            .iter()
+            .zip(reference)
+            .fold((1f32, 0f32), |(cosine, max_abs), (actual, line)| {
+                let (c, m) = compare(actual, &line.embedding);
+                (cosine.min(c), max_abs.max(m))
+            });
+    eprintln!("{what}: worst cosine {worst_cosine}, worst max abs diff {worst_abs}");
     let failures: Vec<String> = actual
         .iter()
         .zip(reference)
