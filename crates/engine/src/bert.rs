@@ -8,7 +8,7 @@
 //! tokens only, and attention runs per sequence on its own tokens (no mask). That is
 //! the same arithmetic as the padded model with a mask, without the wasted rows.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -202,21 +202,19 @@ impl BertModel {
             let projected = Tensor::from_vec(context, (n_tokens, hidden), &Device::Cpu)?
                 .matmul(&layer.attention_output.weight)?;
             let attended = add_norm(
-                &projected,
+                projected,
                 &layer.attention_output.bias,
                 &states,
                 &layer.attention_layer_norm,
                 eps,
             )?;
             let intermediate = attended.matmul(&layer.intermediate.weight)?;
-            let activated = with_f32(&intermediate, |x| {
-                kernels::bias_gelu(x, &layer.intermediate.bias)
+            intermediate.inplace_op1(&BiasGelu {
+                bias: &layer.intermediate.bias,
             })?;
-            let width = layer.intermediate.bias.len();
-            let output = Tensor::from_vec(activated, (n_tokens, width), &Device::Cpu)?
-                .matmul(&layer.output.weight)?;
+            let output = intermediate.matmul(&layer.output.weight)?;
             states = add_norm(
-                &output,
+                output,
                 &layer.output.bias,
                 &attended,
                 &layer.output_layer_norm,
@@ -317,20 +315,79 @@ impl LayerNorm {
     }
 }
 
-/// `layer_norm(x + bias + residual)` as a new `[rows, hidden]` tensor.
+/// `layer_norm(x + bias + residual)`, computed in the storage of `x`.
 fn add_norm(
-    x: &Tensor,
+    x: Tensor,
     bias: &[f32],
     residual: &Tensor,
     norm: &LayerNorm,
     eps: f32,
 ) -> Result<Tensor, EngineError> {
-    let normed = with_f32(x, |x| {
-        with_f32(residual, |residual| {
-            kernels::bias_residual_layer_norm(x, bias, residual, &norm.gamma, &norm.beta, eps)
+    with_f32(residual, |residual| {
+        x.inplace_op1(&BiasResidualLayerNorm {
+            bias,
+            residual,
+            norm,
+            eps,
         })
     })??;
-    Ok(Tensor::from_vec(normed, x.shape(), &Device::Cpu)?)
+    Ok(x)
+}
+
+/// In-place ops on a fresh matrix-product output, so the fused kernels neither allocate
+/// nor fault in a new buffer per layer.
+struct BiasGelu<'a> {
+    bias: &'a [f32],
+}
+
+impl InplaceOp1 for BiasGelu<'_> {
+    fn name(&self) -> &'static str {
+        "bias-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        kernels::bias_gelu(contiguous_f32_mut(storage, layout)?, self.bias);
+        Ok(())
+    }
+}
+
+struct BiasResidualLayerNorm<'a> {
+    bias: &'a [f32],
+    residual: &'a [f32],
+    norm: &'a LayerNorm,
+    eps: f32,
+}
+
+impl InplaceOp1 for BiasResidualLayerNorm<'_> {
+    fn name(&self) -> &'static str {
+        "bias-residual-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let x = contiguous_f32_mut(storage, layout)?;
+        if x.len() != self.residual.len() {
+            candle_core::bail!("residual has {} values, x {}", self.residual.len(), x.len());
+        }
+        kernels::bias_residual_layer_norm(
+            x,
+            self.bias,
+            self.residual,
+            &self.norm.gamma,
+            &self.norm.beta,
+            self.eps,
+        );
+        Ok(())
+    }
+}
+
+fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a mut [f32]> {
+    let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("expected a contiguous f32 tensor: this is a bug");
+    };
+    Ok(&mut data[start..end])
 }
 
 fn to_vec(tensor: &Tensor) -> Result<Vec<f32>, EngineError> {

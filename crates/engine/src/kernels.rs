@@ -23,38 +23,32 @@ fn with_best_simd<R>(work: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(work)
 }
 
-/// `out[r] = layer_norm(x[r] + bias + residual[r]) * gamma + beta`, row by row.
+/// `x[r] = layer_norm(x[r] + bias + residual[r]) * gamma + beta`, row by row, in place.
 pub(crate) fn bias_residual_layer_norm(
-    x: &[f32],
+    x: &mut [f32],
     bias: &[f32],
     residual: &[f32],
     gamma: &[f32],
     beta: &[f32],
     eps: f32,
-) -> Vec<f32> {
+) {
     let width = gamma.len();
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(width * ROWS_PER_TASK)
-        .zip(x.par_chunks(width * ROWS_PER_TASK))
+    x.par_chunks_mut(width * ROWS_PER_TASK)
         .zip(residual.par_chunks(width * ROWS_PER_TASK))
-        .for_each(|((out, x), residual)| {
+        .for_each(|(x, residual)| {
             with_best_simd(
                 #[inline(always)]
                 || {
-                    for ((out, x), residual) in out
-                        .chunks_exact_mut(width)
-                        .zip(x.chunks_exact(width))
-                        .zip(residual.chunks_exact(width))
+                    for (x, residual) in x.chunks_exact_mut(width).zip(residual.chunks_exact(width))
                     {
-                        for (((o, x), r), b) in out.iter_mut().zip(x).zip(residual).zip(bias) {
-                            *o = x + r + b;
+                        for ((x, r), b) in x.iter_mut().zip(residual).zip(bias) {
+                            *x += r + b;
                         }
-                        layer_norm_row(out, gamma, beta, eps);
+                        layer_norm_row(x, gamma, beta, eps);
                     }
                 },
             )
         });
-    out
 }
 
 /// Layer norm of each `gamma.len()`-wide row of `rows`, in place.
@@ -97,26 +91,23 @@ fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// `gelu(x + bias)` with the exact (erf) GELU that BERT's `hidden_act = "gelu"` means.
-pub(crate) fn bias_gelu(x: &[f32], bias: &[f32]) -> Vec<f32> {
+/// `x = gelu(x + bias)` in place, with the exact (erf) GELU that BERT's
+/// `hidden_act = "gelu"` means.
+pub(crate) fn bias_gelu(x: &mut [f32], bias: &[f32]) {
     let width = bias.len();
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(width * ROWS_PER_TASK)
-        .zip(x.par_chunks(width * ROWS_PER_TASK))
-        .for_each(|(out, x)| {
-            with_best_simd(
-                #[inline(always)]
-                || {
-                    for (out, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-                        for ((o, x), b) in out.iter_mut().zip(x).zip(bias) {
-                            let v = x + b;
-                            *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                        }
+    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|x| {
+        with_best_simd(
+            #[inline(always)]
+            || {
+                for x in x.chunks_exact_mut(width) {
+                    for (x, b) in x.iter_mut().zip(bias) {
+                        let v = *x + b;
+                        *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
                     }
-                },
-            )
-        });
-    out
+                }
+            },
+        )
+    });
 }
 
 /// Self-attention over ragged sequences packed one after another.
@@ -169,16 +160,18 @@ fn attend_sequence(
 ) {
     let hidden = n_heads * head_dim;
     let len = out.len() / hidden;
+    // Score rows padded to whole 16-float vectors so the loops over keys have no scalar
+    // tail; the padding keys are zero and are left out of the softmax.
+    let stride = len.div_ceil(16) * 16;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    // Per head: queries [len, head_dim] (pre-scaled), keys transposed [head_dim, len] so
-    // the scores of one query are `head_dim` vector updates over all keys (no horizontal
-    // sums), values [len, head_dim].
     let mut q = vec![0f32; len * head_dim];
-    let mut k_t = vec![0f32; head_dim * len];
+    let mut k_t = vec![0f32; head_dim * stride];
     let mut v = vec![0f32; len * head_dim];
-    let mut scores = vec![0f32; len];
-    let mut context = vec![0f32; head_dim];
+    let mut scores = vec![0f32; len * stride];
+    let mut context = vec![0f32; len * head_dim];
     for head in 0..n_heads {
+        // This head's queries [len, head_dim] (pre-scaled by 1/sqrt(d)), keys transposed
+        // [head_dim, stride] and values [len, head_dim], with their biases.
         let q_src = head * head_dim;
         let k_src = hidden + head * head_dim;
         let v_src = 2 * hidden + head * head_dim;
@@ -196,7 +189,7 @@ fn attend_sequence(
                 .zip(&qkv_bias[k_src..k_src + head_dim])
                 .enumerate()
             {
-                k_t[dim * len + token] = x + b;
+                k_t[dim * stride + token] = x + b;
             }
             for ((d, x), b) in v[dst]
                 .iter_mut()
@@ -206,21 +199,41 @@ fn attend_sequence(
                 *d = x + b;
             }
         }
-        for (query, out_row) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(hidden)) {
-            scores.fill(0.0);
-            for (&q_d, keys_d) in query.iter().zip(k_t.chunks_exact(len)) {
-                for (score, k) in scores.iter_mut().zip(keys_d) {
-                    *score = q_d.mul_add(*k, *score);
+        // Both products as sums of outer products: every inner loop is a vector update of
+        // a different row, so consecutive updates do not wait on each other (a dot product
+        // per score, or one running context row, would be a chain of dependent adds).
+        scores.fill(0.0);
+        for (dim, keys) in k_t.chunks_exact(stride).enumerate() {
+            for (score_row, query) in scores
+                .chunks_exact_mut(stride)
+                .zip(q.chunks_exact(head_dim))
+            {
+                let q_d = query[dim];
+                for (s, k) in score_row.iter_mut().zip(keys) {
+                    *s = q_d.mul_add(*k, *s);
                 }
             }
-            softmax_in_place(&mut scores);
-            context.fill(0.0);
-            for (&p, value) in scores.iter().zip(v.chunks_exact(head_dim)) {
-                for (c, x) in context.iter_mut().zip(value) {
+        }
+        for score_row in scores.chunks_exact_mut(stride) {
+            softmax_in_place(&mut score_row[..len]);
+        }
+        context.fill(0.0);
+        for (key, value) in v.chunks_exact(head_dim).enumerate() {
+            for (context_row, score_row) in context
+                .chunks_exact_mut(head_dim)
+                .zip(scores.chunks_exact(stride))
+            {
+                let p = score_row[key];
+                for (c, x) in context_row.iter_mut().zip(value) {
                     *c = p.mul_add(*x, *c);
                 }
             }
-            out_row[head * head_dim..(head + 1) * head_dim].copy_from_slice(&context);
+        }
+        for (out_row, context_row) in out
+            .chunks_exact_mut(hidden)
+            .zip(context.chunks_exact(head_dim))
+        {
+            out_row[head * head_dim..(head + 1) * head_dim].copy_from_slice(context_row);
         }
     }
 }
