@@ -1,6 +1,8 @@
 //! The engine's one integration test binary; each module covers one feature.
 
+mod common;
 mod dataset;
+mod encoder;
 mod tensor_grad;
 mod tensor_spec;
 mod train;

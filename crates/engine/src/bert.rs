@@ -1,0 +1,408 @@
+//! BERT encoder (Devlin et al. 2018, <https://arxiv.org/abs/1810.04805>), inference only.
+//!
+//! Follows Hugging Face's `transformers/models/bert/modeling_bert.py` and candle's
+//! `candle-transformers/src/models/bert.rs`; weight paths (`vb.pp(…)`) are the checkpoint
+//! keys. Unlike both, the forward pass is padding-free: the tokens of all sequences in a
+//! batch are packed into one `[n_tokens, hidden]` matrix, so the dense layers (fused
+//! query/key/value, attention output, feed-forward) are one matrix product each over real
+//! tokens only, and attention runs per sequence on its own tokens (no mask). That is
+//! the same arithmetic as the padded model with a mask, without the wasted rows.
+
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::{kernels, EngineError};
+
+/// `config.json` of a BERT checkpoint (the fields this implementation reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_hidden_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_position_embedding_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_hidden_act() -> String {
+    "gelu".to_owned()
+}
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_position_embedding_type() -> String {
+    "absolute".to_owned()
+}
+
+/// A loaded BERT encoder: token ids in, one hidden state per token out.
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    hidden_size: usize,
+    n_heads: usize,
+    head_dim: usize,
+    layer_norm_eps: f32,
+    vocab_size: usize,
+    max_positions: usize,
+}
+
+struct Embeddings {
+    /// `[vocab_size, hidden]`, row-major.
+    word: Vec<f32>,
+    /// `[max_positions, hidden]`.
+    position: Vec<f32>,
+    /// Row 0 of the token-type table: single-segment inputs only ever use type 0.
+    token_type_0: Vec<f32>,
+    layer_norm: LayerNorm,
+}
+
+struct LayerNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// A dense layer stored as `[in, out]` so `x.matmul(&weight)` needs no transpose; the bias
+/// is added by the fused kernel that consumes the product.
+struct Dense {
+    weight: Tensor,
+    bias: Vec<f32>,
+}
+
+struct Layer {
+    /// Query, key and value projections concatenated along the output: one matrix
+    /// product instead of three.
+    qkv: Dense,
+    attention_output: Dense,
+    attention_layer_norm: LayerNorm,
+    intermediate: Dense,
+    output: Dense,
+    output_layer_norm: LayerNorm,
+}
+
+impl BertModel {
+    /// Builds the model from checkpoint tensors. Accepts both the bare layout
+    /// (`embeddings.…`, as sentence-transformers saves it) and the `bert.`-prefixed one of
+    /// task models (`BertForSequenceClassification`, …).
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
+        if config.hidden_act != "gelu" {
+            return Err(EngineError::Unsupported(format!(
+                "BERT hidden_act `{}` (only `gelu`)",
+                config.hidden_act
+            )));
+        }
+        if config.position_embedding_type != "absolute" {
+            return Err(EngineError::Unsupported(format!(
+                "BERT position_embedding_type `{}` (only `absolute`)",
+                config.position_embedding_type
+            )));
+        }
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(EngineError::Unsupported(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                config.hidden_size, config.num_attention_heads
+            )));
+        }
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let hidden = config.hidden_size;
+        let embeddings = {
+            let vb = vb.pp("embeddings");
+            let token_type = vb
+                .pp("token_type_embeddings")
+                .get((config.type_vocab_size, hidden), "weight")?;
+            Embeddings {
+                word: to_vec(
+                    &vb.pp("word_embeddings")
+                        .get((config.vocab_size, hidden), "weight")?,
+                )?,
+                position: to_vec(
+                    &vb.pp("position_embeddings")
+                        .get((config.max_position_embeddings, hidden), "weight")?,
+                )?,
+                token_type_0: to_vec(&token_type.get(0)?)?,
+                layer_norm: LayerNorm::load(vb.pp("LayerNorm"), hidden)?,
+            }
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|idx| Layer::load(vb.pp("encoder").pp("layer").pp(idx), config))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            embeddings,
+            layers,
+            hidden_size: hidden,
+            n_heads: config.num_attention_heads,
+            head_dim: hidden / config.num_attention_heads,
+            layer_norm_eps: config.layer_norm_eps as f32,
+            vocab_size: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Runs the encoder over packed sequences and returns the last hidden states,
+    /// `[sum of lengths, hidden]` row-major, sequences one after another in input order.
+    pub fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
+        let seq_lens = self.validate(sequences)?;
+        let n_tokens: usize = seq_lens.iter().sum();
+        let hidden = self.hidden_size;
+        let eps = self.layer_norm_eps;
+
+        let mut states = Vec::with_capacity(n_tokens * hidden);
+        for sequence in sequences {
+            for (position, &token_id) in sequence.as_ref().iter().enumerate() {
+                let word = &self.embeddings.word[token_id as usize * hidden..][..hidden];
+                let pos = &self.embeddings.position[position * hidden..][..hidden];
+                states.extend(
+                    word.iter()
+                        .zip(pos)
+                        .zip(&self.embeddings.token_type_0)
+                        .map(|((w, p), t)| w + p + t),
+                );
+            }
+        }
+        let norm = &self.embeddings.layer_norm;
+        kernels::layer_norm_rows(&mut states, &norm.gamma, &norm.beta, eps);
+
+        let mut states = Tensor::from_vec(states, (n_tokens, hidden), &Device::Cpu)?;
+        for layer in &self.layers {
+            let qkv = states.matmul(&layer.qkv.weight)?;
+            let context = with_f32(&qkv, |qkv| {
+                kernels::attention(qkv, &layer.qkv.bias, &seq_lens, self.n_heads, self.head_dim)
+            })?;
+            let projected = Tensor::from_vec(context, (n_tokens, hidden), &Device::Cpu)?
+                .matmul(&layer.attention_output.weight)?;
+            let attended = add_norm(
+                projected,
+                &layer.attention_output.bias,
+                &states,
+                &layer.attention_layer_norm,
+                eps,
+            )?;
+            let intermediate = attended.matmul(&layer.intermediate.weight)?;
+            intermediate.inplace_op1(&BiasGelu {
+                bias: &layer.intermediate.bias,
+            })?;
+            let output = intermediate.matmul(&layer.output.weight)?;
+            states = add_norm(
+                output,
+                &layer.output.bias,
+                &attended,
+                &layer.output_layer_norm,
+                eps,
+            )?;
+        }
+        with_f32(&states, <[f32]>::to_vec)
+    }
+
+    /// Checks every token id and length before any indexing, so bad input is an error
+    /// naming the offending sequence rather than a panic.
+    fn validate<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<usize>, EngineError> {
+        if sequences.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        sequences
+            .iter()
+            .enumerate()
+            .map(|(index, sequence)| {
+                let sequence = sequence.as_ref();
+                if sequence.is_empty() {
+                    return Err(EngineError::EmptySequence { index });
+                }
+                if sequence.len() > self.max_positions {
+                    return Err(EngineError::SequenceTooLong {
+                        index,
+                        n_tokens: sequence.len(),
+                        max_tokens: self.max_positions,
+                    });
+                }
+                if let Some(&token_id) = sequence.iter().find(|&&id| id as usize >= self.vocab_size)
+                {
+                    return Err(EngineError::TokenIdOutOfRange {
+                        index,
+                        token_id,
+                        vocab_size: self.vocab_size,
+                    });
+                }
+                Ok(sequence.len())
+            })
+            .collect()
+    }
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
+        let hidden = config.hidden_size;
+        let attention = vb.pp("attention");
+        let projections = ["query", "key", "value"]
+            .map(|name| Dense::load(attention.pp("self").pp(name), hidden, hidden));
+        let [query, key, value] = projections;
+        let (query, key, value) = (query?, key?, value?);
+        let qkv = Dense {
+            weight: Tensor::cat(&[&query.weight, &key.weight, &value.weight], 1)?,
+            bias: [query.bias, key.bias, value.bias].concat(),
+        };
+        Ok(Self {
+            qkv,
+            attention_output: Dense::load(attention.pp("output").pp("dense"), hidden, hidden)?,
+            attention_layer_norm: LayerNorm::load(attention.pp("output").pp("LayerNorm"), hidden)?,
+            intermediate: Dense::load(
+                vb.pp("intermediate").pp("dense"),
+                hidden,
+                config.intermediate_size,
+            )?,
+            output: Dense::load(
+                vb.pp("output").pp("dense"),
+                config.intermediate_size,
+                hidden,
+            )?,
+            output_layer_norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), hidden)?,
+        })
+    }
+}
+
+impl Dense {
+    fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self, EngineError> {
+        // PyTorch stores `[out, in]`; keep a contiguous `[in, out]` copy so the product
+        // is a plain row-major gemm.
+        let weight = vb.get((out_dim, in_dim), "weight")?.t()?.contiguous()?;
+        let bias = to_vec(&vb.get(out_dim, "bias")?)?;
+        Ok(Self { weight, bias })
+    }
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder, dim: usize) -> Result<Self, EngineError> {
+        // Checkpoints converted from the original TensorFlow BERT name these gamma/beta.
+        let (gamma, beta) = if vb.contains_tensor("weight") {
+            (vb.get(dim, "weight")?, vb.get(dim, "bias")?)
+        } else {
+            (vb.get(dim, "gamma")?, vb.get(dim, "beta")?)
+        };
+        Ok(Self {
+            gamma: to_vec(&gamma)?,
+            beta: to_vec(&beta)?,
+        })
+    }
+}
+
+/// `layer_norm(x + bias + residual)`, computed in the storage of `x`.
+fn add_norm(
+    x: Tensor,
+    bias: &[f32],
+    residual: &Tensor,
+    norm: &LayerNorm,
+    eps: f32,
+) -> Result<Tensor, EngineError> {
+    with_f32(residual, |residual| {
+        x.inplace_op1(&BiasResidualLayerNorm {
+            bias,
+            residual,
+            norm,
+            eps,
+        })
+    })??;
+    Ok(x)
+}
+
+/// In-place ops on a fresh matrix-product output, so the fused kernels neither allocate
+/// nor fault in a new buffer per layer.
+struct BiasGelu<'a> {
+    bias: &'a [f32],
+}
+
+impl InplaceOp1 for BiasGelu<'_> {
+    fn name(&self) -> &'static str {
+        "bias-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        kernels::bias_gelu(contiguous_f32_mut(storage, layout)?, self.bias);
+        Ok(())
+    }
+}
+
+struct BiasResidualLayerNorm<'a> {
+    bias: &'a [f32],
+    residual: &'a [f32],
+    norm: &'a LayerNorm,
+    eps: f32,
+}
+
+impl InplaceOp1 for BiasResidualLayerNorm<'_> {
+    fn name(&self) -> &'static str {
+        "bias-residual-layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let x = contiguous_f32_mut(storage, layout)?;
+        if x.len() != self.residual.len() {
+            candle_core::bail!("residual has {} values, x {}", self.residual.len(), x.len());
+        }
+        kernels::bias_residual_layer_norm(
+            x,
+            self.bias,
+            self.residual,
+            &self.norm.gamma,
+            &self.norm.beta,
+            self.eps,
+        );
+        Ok(())
+    }
+}
+
+fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a mut [f32]> {
+    let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+        candle_core::bail!("expected a contiguous f32 tensor: this is a bug");
+    };
+    Ok(&mut data[start..end])
+}
+
+fn to_vec(tensor: &Tensor) -> Result<Vec<f32>, EngineError> {
+    Ok(tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+}
+
+/// Borrows the data of a contiguous f32 CPU tensor without copying it.
+fn with_f32<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R, EngineError> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Err(EngineError::Unsupported("tensors off the CPU".to_owned()));
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| EngineError::Weights("non-contiguous tensor: this is a bug".to_owned()))?;
+    Ok(f(&data[start..end]))
+}

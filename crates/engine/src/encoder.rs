@@ -1,0 +1,361 @@
+//! Sentence embeddings: a tokenizer, an encoder model and the sentence-transformers
+//! pooling and normalisation, behind one synchronous type.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), engine::EngineError> {
+//! use engine::encoder::{Encoder, EncoderOptions};
+//! let encoder = Encoder::load("models/all-MiniLM-L6-v2".as_ref(), EncoderOptions::default())?;
+//! let vectors = encoder.embed(&["a sentence", "another one"])?;
+//! assert_eq!(vectors[0].len(), encoder.dim());
+//! # Ok(()) }
+//! ```
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::bert::BertModel;
+use crate::config::{ModelConfig, Pooling, SentenceTransformerConfig};
+use crate::{kernels, weights, EngineError};
+
+/// Upper bound on the tokens of one forward pass; larger inputs are split. It bounds
+/// memory (about 40 KiB of activations per token for MiniLM) while keeping each matrix
+/// product large enough for gemm to run at full speed.
+const MAX_TOKENS_PER_FORWARD: usize = 8192;
+
+/// Number format of the weights and activations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Precision {
+    #[default]
+    F32,
+}
+
+/// How to load an encoder.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderOptions {
+    pub precision: Precision,
+    /// Truncation limit in tokens, `[CLS]` and `[SEP]` included. Defaults to
+    /// `max_seq_length` of `sentence_bert_config.json`, else the model's position limit.
+    pub max_seq_length: Option<usize>,
+    /// Threads for one call (matrix products, attention, tokenisation). `None` uses the
+    /// global rayon pool, sized by `RAYON_NUM_THREADS` or the number of cores.
+    pub threads: Option<usize>,
+}
+
+/// Token ids of one input, ready for [`Encoder::embed_tokens`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
+    /// Ids with the special tokens, truncated to [`Encoder::max_seq_length`].
+    pub ids: Vec<u32>,
+    /// Length before truncation, special tokens included (what a client is billed for
+    /// and what tells it that text was cut).
+    pub n_tokens_untruncated: usize,
+}
+
+impl Encoding {
+    pub fn truncated(&self) -> bool {
+        self.n_tokens_untruncated > self.ids.len()
+    }
+}
+
+/// A loaded sentence encoder. `Send + Sync`: one worker thread owns it, and nothing stops
+/// several threads from sharing it.
+pub struct Encoder {
+    model: BertModel,
+    /// Without truncation or padding: tells how long each input really is.
+    tokenizer: Tokenizer,
+    /// The same tokenizer truncating at `max_seq_length`, used for inputs that are too
+    /// long. Truncating through the tokenizer (not by cutting ids) keeps its rules for
+    /// where the special tokens go.
+    truncating_tokenizer: Tokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    max_seq_length: usize,
+    thread_pool: Option<rayon::ThreadPool>,
+}
+
+impl Encoder {
+    /// Loads a Hugging Face / sentence-transformers folder: `config.json`,
+    /// `tokenizer.json`, `model.safetensors` (or shards with
+    /// `model.safetensors.index.json`), and when present `modules.json`,
+    /// `1_Pooling/config.json`, `sentence_bert_config.json`.
+    pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self, EngineError> {
+        let Precision::F32 = options.precision;
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let sentence_config = SentenceTransformerConfig::from_dir(dir)?;
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(EngineError::MissingFile {
+                path: tokenizer_path,
+            });
+        }
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|err| {
+            EngineError::Tokenizer(format!("{}: {err}", tokenizer_path.display()))
+        })?;
+
+        let device = Device::Cpu;
+        let tensors = weights::load_dir(dir, &device)?;
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let model = match &config {
+            ModelConfig::Bert(bert) => BertModel::load(vb, bert)?,
+        };
+
+        let max_seq_length = options
+            .max_seq_length
+            .or(sentence_config.max_seq_length)
+            .unwrap_or(model.max_positions());
+        if !(2..=model.max_positions()).contains(&max_seq_length) {
+            return Err(EngineError::Unsupported(format!(
+                "max_seq_length {max_seq_length} (the model accepts 2 to {} tokens)",
+                model.max_positions()
+            )));
+        }
+
+        // tokenizer.json files often carry the training-time settings (MiniLM's pads and
+        // truncates to 128); the encoder decides both itself.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|err| EngineError::Tokenizer(err.to_string()))?;
+        let mut truncating_tokenizer = tokenizer.clone();
+        truncating_tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|err| EngineError::Tokenizer(err.to_string()))?;
+
+        let thread_pool = options
+            .threads
+            .map(|n_threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n_threads)
+                    .thread_name(|idx| format!("engine-encoder-{idx}"))
+                    .build()
+                    .map_err(|err| EngineError::ThreadPool(err.to_string()))
+            })
+            .transpose()?;
+
+        Ok(Self {
+            model,
+            tokenizer,
+            truncating_tokenizer,
+            pooling: sentence_config.pooling,
+            normalize: sentence_config.normalize,
+            max_seq_length,
+            thread_pool,
+        })
+    }
+
+    /// Length of the embedding vectors.
+    pub fn dim(&self) -> usize {
+        self.model.hidden_size()
+    }
+
+    /// Inputs are truncated to this many tokens, special tokens included.
+    pub fn max_seq_length(&self) -> usize {
+        self.max_seq_length
+    }
+
+    /// Token ids must be below this.
+    pub fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    /// Tokenises texts with the model's special tokens, truncating to
+    /// [`Self::max_seq_length`].
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoding>, EngineError> {
+        self.run(|| {
+            let full = self
+                .tokenizer
+                .encode_batch(texts.to_vec(), true)
+                .map_err(|err| EngineError::Tokenizer(err.to_string()))?;
+            full.into_iter()
+                .zip(texts)
+                .map(|(encoding, text)| {
+                    let n_tokens_untruncated = encoding.len();
+                    let ids = if n_tokens_untruncated > self.max_seq_length {
+                        self.truncating_tokenizer
+                            .encode(*text, true)
+                            .map_err(|err| EngineError::Tokenizer(err.to_string()))?
+                            .get_ids()
+                            .to_vec()
+                    } else {
+                        encoding.get_ids().to_vec()
+                    };
+                    Ok(Encoding {
+                        ids,
+                        n_tokens_untruncated,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Embeds token sequences (as [`Self::tokenize`] returns them): one vector of
+    /// [`Self::dim`] floats per sequence, pooled and normalised as the model's
+    /// sentence-transformers configuration says.
+    ///
+    /// Errors on an empty batch, an empty sequence, a sequence longer than
+    /// [`Self::max_seq_length`] or a token id outside the vocabulary.
+    pub fn embed_tokens<S: AsRef<[u32]> + Sync>(
+        &self,
+        sequences: &[S],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
+        if sequences.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        if let Some((index, sequence)) = sequences
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.as_ref().len() > self.max_seq_length)
+        {
+            return Err(EngineError::SequenceTooLong {
+                index,
+                n_tokens: sequence.as_ref().len(),
+                max_tokens: self.max_seq_length,
+            });
+        }
+        self.run(|| {
+            let mut embeddings = Vec::with_capacity(sequences.len());
+            for (start, end) in token_budget_chunks(sequences, MAX_TOKENS_PER_FORWARD) {
+                let chunk = &sequences[start..end];
+                let states = self.model.forward(chunk).map_err(|err| match err {
+                    // Report positions in the caller's batch, not in the chunk.
+                    EngineError::TokenIdOutOfRange {
+                        index,
+                        token_id,
+                        vocab_size,
+                    } => EngineError::TokenIdOutOfRange {
+                        index: index + start,
+                        token_id,
+                        vocab_size,
+                    },
+                    EngineError::EmptySequence { index } => EngineError::EmptySequence {
+                        index: index + start,
+                    },
+                    other => other,
+                })?;
+                let mut offset = 0;
+                for sequence in chunk {
+                    let len = sequence.as_ref().len();
+                    let rows = &states[offset * self.dim()..(offset + len) * self.dim()];
+                    let mut vector = pool(rows, self.dim(), self.pooling);
+                    if self.normalize {
+                        l2_normalize(&mut vector);
+                    }
+                    embeddings.push(vector);
+                    offset += len;
+                }
+            }
+            Ok(embeddings)
+        })
+    }
+
+    /// Tokenises and embeds texts.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EngineError> {
+        if texts.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        let encodings = self.tokenize(texts)?;
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+        self.embed_tokens(&ids)
+    }
+
+    fn run<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        match &self.thread_pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    }
+}
+
+/// Consecutive `[start, end)` ranges of sequences holding at most `budget` tokens each
+/// (a longer single sequence gets a range of its own).
+fn token_budget_chunks<S: AsRef<[u32]>>(sequences: &[S], budget: usize) -> Vec<(usize, usize)> {
+    let mut chunks = Vec::new();
+    let (mut start, mut n_tokens) = (0, 0);
+    for (idx, sequence) in sequences.iter().enumerate() {
+        let len = sequence.as_ref().len();
+        if idx > start && n_tokens + len > budget {
+            chunks.push((start, idx));
+            start = idx;
+            n_tokens = 0;
+        }
+        n_tokens += len;
+    }
+    chunks.push((start, sequences.len()));
+    chunks
+}
+
+/// Reduces the `[len, dim]` token states of one sequence to one vector.
+fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
+    let len = rows.len() / dim;
+    match pooling {
+        Pooling::Cls => rows[..dim].to_vec(),
+        Pooling::Max => {
+            let mut out = rows[..dim].to_vec();
+            for row in rows.chunks_exact(dim).skip(1) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o = o.max(*v);
+                }
+            }
+            out
+        }
+        Pooling::Mean | Pooling::MeanSqrtLen => {
+            let mut out = vec![0f32; dim];
+            for row in rows.chunks_exact(dim) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+            let divisor = match pooling {
+                Pooling::Mean => len as f32,
+                _ => (len as f32).sqrt(),
+            };
+            out.iter_mut().for_each(|o| *o /= divisor);
+            out
+        }
+    }
+}
+
+/// Scales to unit length like `torch.nn.functional.normalize` (norm floored at 1e-12).
+fn l2_normalize(vector: &mut [f32]) {
+    let norm = kernels::dot(vector, vector).sqrt().max(1e-12);
+    vector.iter_mut().for_each(|v| *v /= norm);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_the_token_budget() {
+        let sequences = vec![vec![1u32; 3], vec![1; 3], vec![1; 5], vec![1; 1]];
+        assert_eq!(token_budget_chunks(&sequences, 6), vec![(0, 2), (2, 4)]);
+        assert_eq!(token_budget_chunks(&sequences, 100), vec![(0, 4)]);
+        assert_eq!(
+            token_budget_chunks(&sequences, 1),
+            vec![(0, 1), (1, 2), (2, 3), (3, 4)]
+        );
+    }
+
+    #[test]
+    fn pooling_modes() {
+        let rows = [1.0, -2.0, 3.0, 4.0];
+        assert_eq!(pool(&rows, 2, Pooling::Mean), vec![2.0, 1.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Cls), vec![1.0, -2.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Max), vec![3.0, 4.0]);
+        let sqrt2 = 2f32.sqrt();
+        assert_eq!(
+            pool(&rows, 2, Pooling::MeanSqrtLen),
+            vec![4.0 / sqrt2, 2.0 / sqrt2]
+        );
+    }
+}
