@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod serving;
 pub mod state;
 
 use std::time::Duration;

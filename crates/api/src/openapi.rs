@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{self, keys, models, system, tenants};
+use crate::routes::{self, deploy, embeddings, keys, models, system, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,10 @@ use crate::routes::{self, keys, models, system, tenants};
         system::ready,
         system::metrics,
         models::openai_list,
+        embeddings::create,
+        deploy::deploy,
+        deploy::undeploy,
+        deploy::list,
         models::list,
         models::show,
         models::remove,

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use inference::Deployments;
 use registry::Registry;
 use store::Store;
 
@@ -17,6 +18,14 @@ pub struct ApiConfig {
     pub request_timeout_secs: u64,
     /// Where uploads are staged before import; on the same file system as the blobs.
     pub upload_dir: std::path::PathBuf,
+    /// Where model versions are checked out to be loaded (removed once in memory).
+    pub checkout_dir: std::path::PathBuf,
+    /// Requests that may wait per loaded model; more get 503 with `Retry-After`.
+    pub queue_capacity: usize,
+    /// Most inputs in one embeddings request.
+    pub max_inputs: usize,
+    /// Most tokens, summed over the inputs, in one embeddings request.
+    pub max_request_tokens: usize,
 }
 
 impl Default for ApiConfig {
@@ -26,6 +35,10 @@ impl Default for ApiConfig {
             max_upload: 2 * 1024 * 1024 * 1024,
             request_timeout_secs: 60,
             upload_dir: std::env::temp_dir(),
+            checkout_dir: std::env::temp_dir(),
+            queue_capacity: 256,
+            max_inputs: 2048,
+            max_request_tokens: 300_000,
         }
     }
 }
@@ -42,6 +55,7 @@ pub struct AppState {
 struct Inner {
     store: Store,
     registry: Registry,
+    deployments: Deployments,
     config: ApiConfig,
     ready: AtomicBool,
     metrics: Option<MetricsRender>,
@@ -58,6 +72,10 @@ impl AppState {
             inner: Arc::new(Inner {
                 store,
                 registry,
+                deployments: Deployments::new(inference::BatchPolicy {
+                    queue_capacity: config.queue_capacity,
+                    ..inference::BatchPolicy::default()
+                }),
                 config,
                 ready: AtomicBool::new(false),
                 metrics,
@@ -71,6 +89,10 @@ impl AppState {
 
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    pub fn deployments(&self) -> &Deployments {
+        &self.inner.deployments
     }
 
     pub fn config(&self) -> &ApiConfig {

@@ -4,8 +4,12 @@
 //! bounded channel: a full queue is refused at once (the caller answers 503 with
 //! `Retry-After`) instead of piling up. The worker forms batches from whatever is
 //! waiting, bounded by a token budget and a short wait, and drops requests whose
-//! caller has gone away before computing them.
+//! caller has gone away before computing them. [`Deployments`] keeps the loaded models.
 
+pub mod deployments;
+pub mod encoder;
 pub mod worker;
 
+pub use deployments::{DeployError, DeploymentKey, Deployments, EncoderDeployment, LoadError};
+pub use encoder::{EmbedRequest, EncoderModel};
 pub use worker::{BatchModel, BatchPolicy, InferenceError, WorkerHandle};

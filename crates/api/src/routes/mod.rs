@@ -4,6 +4,8 @@
 //! test: a route is either public (listed here with `scopes: None`, which only the
 //! health, readiness and metrics routes are) or requires the scopes named.
 
+pub(crate) mod deploy;
+pub(crate) mod embeddings;
 pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
@@ -60,6 +62,18 @@ pub fn table() -> Vec<Route> {
         public("/ready", get(system::ready)),
         public("/metrics", get(system::metrics)),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
+        route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
+        route::<auth::ModelsWrite>(
+            M::POST,
+            "/v1/registry/models/{name}/deploy",
+            post(deploy::deploy),
+        ),
+        route::<auth::ModelsWrite>(
+            M::POST,
+            "/v1/registry/models/{name}/undeploy",
+            post(deploy::undeploy),
+        ),
+        route::<auth::ModelsRead>(M::GET, "/v1/deployments", get(deploy::list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models", get(models::list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models/{name}", get(models::show)),
         route::<auth::ModelsWrite>(

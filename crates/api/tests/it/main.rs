@@ -2,6 +2,7 @@
 //! through `tower::ServiceExt::oneshot` on SQLite files in temp dirs.
 
 mod common;
+mod embeddings;
 mod errors;
 mod isolation;
 mod keys;

@@ -30,6 +30,12 @@ pub struct ServeArgs {
     /// Largest JSON request body accepted, in KiB
     #[arg(long, env = "CHARTER_MAX_JSON_BODY_KB")]
     pub max_json_body_kb: Option<usize>,
+    /// Load this model at start (NAME or NAME:VERSION); repeatable. /ready stays 503 until all are warm
+    #[arg(long = "load", value_name = "MODEL")]
+    pub load: Vec<types::ModelRef>,
+    /// Requests that may wait per loaded model before new ones get 503
+    #[arg(long, env = "CHARTER_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long, env = "CHARTER_DRAIN_SECS", default_value_t = 25)]
     pub drain_secs: u64,
@@ -58,6 +64,9 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
             .or(file.max_json_body_kb)
             .map(|kb| kb.saturating_mul(1024))
             .unwrap_or(defaults.max_json_body),
+        queue_capacity: args.queue_capacity.max(1),
+        upload_dir: context.storage.scratch_dir(),
+        checkout_dir: context.storage.scratch_dir(),
         ..defaults
     };
 
@@ -78,7 +87,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %context.storage.data_dir.display(), "charter is serving");
-    state.set_ready(true);
+    tokio::spawn(load_models(state.clone(), args.load));
 
     let drain = Duration::from_secs(args.drain_secs);
     let draining = Arc::new(tokio::sync::Notify::new());
@@ -98,6 +107,24 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     services.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the models `--load` names, then declares the server ready. A model that fails
+/// to load keeps the server unready (and says why) rather than serving without it.
+async fn load_models(state: AppState, models: Vec<types::ModelRef>) {
+    let caller = store::Caller::admin();
+    for model in &models {
+        let loaded = async {
+            let version = api::serving::resolve(&state, &caller, &model.to_string()).await?;
+            api::serving::encoder(&state, &version).await
+        };
+        if let Err(error) = loaded.await {
+            tracing::error!(%model, error = %error.message, "cannot load model; the server stays unready");
+            return;
+        }
+        tracing::info!(%model, "model loaded and warm");
+    }
+    state.set_ready(true);
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,415 @@
+//! `/v1/embeddings` over the real router with the real all-MiniLM-L6-v2: parity with
+//! sentence-transformers on every reference line, input validation, isolation, batching
+//! under concurrency and load shedding.
+
+use std::path::{Path, PathBuf};
+
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::common::{error_code, TestApp};
+
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("CHARTER_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "run scripts/fetch-model.sh: no model at {}",
+        dir.display()
+    );
+    dir
+}
+
+struct Reference {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Vec<Reference> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/minilm_public.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            Reference {
+                text: v["text"].as_str().unwrap().to_owned(),
+                input_ids: serde_json::from_value(v["input_ids"].clone()).unwrap(),
+                embedding: serde_json::from_value(v["embedding"].clone()).unwrap(),
+            }
+        })
+        .collect()
+}
+
+async fn app_with_minilm(config: api::ApiConfig) -> (TestApp, String) {
+    let app = TestApp::with_config(config).await;
+    let mut request =
+        registry::ImportRequest::new("minilm".parse().unwrap(), "admin".parse().unwrap());
+    request.shared = true;
+    app.registry
+        .import_dir(&model_dir(), request)
+        .await
+        .unwrap();
+    let key = app.admin_key().await;
+    (app, key)
+}
+
+fn vectors(reply: &crate::common::Reply) -> Vec<Vec<f32>> {
+    let data = reply.body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", reply.text));
+    data.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            assert_eq!(item["index"], i);
+            assert_eq!(item["object"], "embedding");
+            match &item["embedding"] {
+                Value::String(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                other => serde_json::from_value(other.clone()).unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let dot: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum();
+    let norms: f64 = [got, want]
+        .iter()
+        .map(|v| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt())
+        .product();
+    let cosine = dot / norms;
+    let max_diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(cosine >= 0.99999, "{what}: cosine {cosine}");
+    assert!(max_diff <= 1e-4, "{what}: max abs diff {max_diff}");
+}
+
+async fn embed(app: &TestApp, key: &str, body: Value) -> crate::common::Reply {
+    app.call(Method::POST, "/v1/embeddings", Some(key), Some(body))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_embeddings_match_sentence_transformers_on_every_reference_line() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let reference = reference();
+    assert!(reference.len() >= 20);
+    let texts: Vec<&str> = reference.iter().map(|r| r.text.as_str()).collect();
+    let reply = embed(&app, &key, json!({"model": "minilm", "input": texts})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["object"], "list");
+    assert_eq!(reply.body["model"], "minilm");
+    let n_tokens: usize = reference.iter().map(|r| r.input_ids.len()).sum();
+    assert_eq!(
+        reply.body["usage"]["prompt_tokens"], n_tokens,
+        "token counts differ from the reference"
+    );
+    assert_eq!(reply.body["usage"]["total_tokens"], n_tokens);
+    for (got, want) in vectors(&reply).iter().zip(&reference) {
+        assert_close(got, &want.embedding, &want.text);
+    }
+    // The same through token ids, one line at a time, in base64.
+    for r in &reference {
+        let reply = embed(
+            &app,
+            &key,
+            json!({"model": "minilm:1", "input": [r.input_ids], "encoding_format": "base64"}),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_eq!(reply.body["usage"]["prompt_tokens"], r.input_ids.len());
+        assert_close(&vectors(&reply)[0], &r.embedding, &r.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_clear_errors() {
+    let config = api::ApiConfig {
+        max_inputs: 4,
+        max_request_tokens: 100,
+        ..api::ApiConfig::default()
+    };
+    let (app, key) = app_with_minilm(config).await;
+    app.import("admin", "not-an-encoder", true).await;
+    let long_text = "word ".repeat(60);
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"model": "minilm", "input": []}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": ""}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": ["ok", ""]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": 42}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": {"text": "x"}}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": ["x", 1]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": [[101, -1, 102]]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": [[101, 1.5, 102]]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": [[101, 999999, 102]]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": [[]]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": [vec![1000u32; 300]]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"model": "minilm", "input": ["a", "b", "c", "d", "e"]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_inputs",
+        ),
+        (
+            json!({"model": "minilm", "input": [long_text, long_text]}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_tokens",
+        ),
+        (
+            json!({"model": "minilm", "input": "x", "encoding_format": "hex"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_encoding_format",
+        ),
+        (
+            json!({"model": "minilm", "input": "x", "dimensions": 128}),
+            StatusCode::BAD_REQUEST,
+            "unsupported_dimensions",
+        ),
+        (
+            json!({"model": "nope", "input": "x"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            json!({"model": "../etc", "input": "x"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            json!({"model": "minilm:7", "input": "x"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+        ),
+        (
+            json!({"model": "not-an-encoder", "input": "x"}),
+            StatusCode::BAD_REQUEST,
+            "model_not_encoder",
+        ),
+        (
+            json!({"model": "minilm"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            json!({"model": "minilm", "input": "x", "temperature": 1}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let reply = embed(&app, &key, body.clone()).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.text);
+        assert_eq!(error_code(&reply), code, "{body}");
+    }
+    // Accepted variants: a single token array, `dimensions` equal to the model's, `user`.
+    let reply = embed(
+        &app,
+        &key,
+        json!({"model": "minilm", "input": [101, 7592, 102], "dimensions": 384, "user": "u1"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(vectors(&reply)[0].len(), 384);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_models_are_not_usable_by_other_tenants() {
+    let app = TestApp::new().await;
+    app.tenant("alpha").await;
+    app.tenant("beta").await;
+    let request =
+        registry::ImportRequest::new("alpha-minilm".parse().unwrap(), "alpha".parse().unwrap());
+    app.registry
+        .import_dir(&model_dir(), request)
+        .await
+        .unwrap();
+    let alpha = app.key("alpha", "inference").await;
+    let beta = app.key("beta", "inference").await;
+    let body = json!({"model": "alpha-minilm", "input": "hello"});
+    assert_eq!(
+        embed(&app, &alpha, body.clone()).await.status,
+        StatusCode::OK
+    );
+    let reply = embed(&app, &beta, body).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert_eq!(error_code(&reply), "model_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_without_mixing_results() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let reference = reference();
+    let app = std::sync::Arc::new(app);
+    let calls: Vec<_> = reference
+        .iter()
+        .map(|r| {
+            let (app, key, text) = (app.clone(), key.clone(), r.text.clone());
+            tokio::spawn(async move {
+                embed(&app, &key, json!({"model": "minilm", "input": text})).await
+            })
+        })
+        .collect();
+    for (call, r) in calls.into_iter().zip(&reference) {
+        let reply = call.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        assert_close(&vectors(&reply)[0], &r.embedding, &r.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let config = api::ApiConfig {
+        queue_capacity: 1,
+        ..api::ApiConfig::default()
+    };
+    let (app, key) = app_with_minilm(config).await;
+    let long: Vec<String> = (0..32)
+        .map(|i| format!("sentence {i} {}", "with many words ".repeat(15)))
+        .collect();
+    // Load the model first, so every request below meets a warm worker.
+    assert_eq!(
+        embed(&app, &key, json!({"model": "minilm", "input": "warm"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let app = std::sync::Arc::new(app);
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let (app, key, input) = (app.clone(), key.clone(), long.clone());
+            tokio::spawn(async move {
+                embed(&app, &key, json!({"model": "minilm", "input": input})).await
+            })
+        })
+        .collect();
+    let (mut ok, mut shed) = (0, 0);
+    for call in calls {
+        let reply = call.await.unwrap();
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(
+                    reply.headers.contains_key("retry-after"),
+                    "{:?}",
+                    reply.headers
+                );
+                assert_eq!(error_code(&reply), "overloaded");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert!(ok >= 1 && shed >= 1, "ok {ok}, shed {shed}");
+    // Once the burst is over, the model serves again.
+    assert_eq!(
+        embed(&app, &key, json!({"model": "minilm", "input": "after"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_deploy_and_undeploy_while_running() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let listed = app.get("/v1/deployments", &key).await;
+    assert_eq!(listed.body, json!([]));
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/registry/models/minilm/deploy",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["version"], 1);
+    let listed = app.get("/v1/deployments", &key).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1, "{}", listed.text);
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/registry/models/minilm/undeploy",
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(app.get("/v1/deployments", &key).await.body, json!([]));
+    // Loaded again on demand.
+    assert_eq!(
+        embed(&app, &key, json!({"model": "minilm", "input": "x"}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Checkouts are removed once the model is in memory.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("checkout-"))
+        .filter(|e| e.path().join("model.safetensors").exists())
+        .collect();
+    assert!(left.is_empty(), "checkouts left behind: {left:?}");
+}

@@ -1,0 +1,133 @@
+//! The models loaded in this process, keyed by tenant, name and version.
+//!
+//! Loading reads a model folder (the caller checks it out of the registry), builds
+//! the model on a blocking thread and starts its worker; concurrent requests for the
+//! same model wait for one load instead of loading it twice.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::encoder::{Encoder, EncoderOptions};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::encoder::EncoderModel;
+use crate::worker::{BatchPolicy, WorkerHandle};
+use crate::InferenceError;
+
+/// Which model version a deployment serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentKey {
+    pub tenant: String,
+    pub model: String,
+    pub version: i64,
+}
+
+impl std::fmt::Display for DeploymentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.tenant, self.model, self.version)
+    }
+}
+
+/// A loaded encoder: its tokenizer side (used on the async side) and its worker.
+pub struct EncoderDeployment {
+    pub key: DeploymentKey,
+    pub encoder: Arc<Encoder>,
+    pub worker: WorkerHandle<EncoderModel>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the model cannot be loaded: {0}")]
+    Engine(#[from] engine::EngineError),
+    #[error("the model's worker did not start: {0}")]
+    Worker(std::io::Error),
+    #[error("loading was interrupted")]
+    Interrupted,
+}
+
+type Slot = Arc<OnceCell<Arc<EncoderDeployment>>>;
+
+/// The deployments of this process; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Deployments {
+    slots: Arc<Mutex<HashMap<DeploymentKey, Slot>>>,
+    policy: Arc<std::sync::RwLock<BatchPolicy>>,
+}
+
+impl Deployments {
+    pub fn new(policy: BatchPolicy) -> Self {
+        Self {
+            slots: Arc::default(),
+            policy: Arc::new(std::sync::RwLock::new(policy)),
+        }
+    }
+
+    /// The deployment for `key`, loading it with `folder` on first use. `folder` runs
+    /// only when a load is needed and returns the model folder plus a guard that is
+    /// dropped once the model is in memory (e.g. a temp dir to delete).
+    pub async fn encoder<F, Fut, G>(
+        &self,
+        key: DeploymentKey,
+        folder: F,
+    ) -> Result<Arc<EncoderDeployment>, crate::DeployError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(PathBuf, G), crate::DeployError>>,
+        G: Send + 'static,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().await;
+            slots.entry(key.clone()).or_default().clone()
+        };
+        let policy = *self.policy.read().unwrap_or_else(|e| e.into_inner());
+        let deployment = slot
+            .get_or_try_init(|| async {
+                let (dir, guard) = folder().await?;
+                let name = key.to_string();
+                let started = std::time::Instant::now();
+                let loaded = tokio::task::spawn_blocking(move || -> Result<EncoderDeployment, LoadError> {
+                    let encoder = Arc::new(Encoder::load(&dir, EncoderOptions::default())?);
+                    drop(guard);
+                    let worker = WorkerHandle::spawn(&name, EncoderModel::new(encoder.clone()), policy)
+                        .map_err(LoadError::Worker)?;
+                    Ok(EncoderDeployment { key, encoder, worker })
+                })
+                .await
+                .map_err(|_| LoadError::Interrupted)??;
+                tracing::info!(model = %loaded.key, seconds = started.elapsed().as_secs_f64(), "model loaded");
+                Ok::<_, crate::DeployError>(Arc::new(loaded))
+            })
+            .await?;
+        Ok(deployment.clone())
+    }
+
+    /// Unloads a deployment; its worker stops once in-flight requests finish.
+    pub async fn unload(&self, key: &DeploymentKey) -> bool {
+        self.slots.lock().await.remove(key).is_some()
+    }
+
+    /// The keys of loaded deployments.
+    pub async fn loaded(&self) -> Vec<DeploymentKey> {
+        let slots = self.slots.lock().await;
+        let mut keys: Vec<_> = slots
+            .iter()
+            .filter(|(_, slot)| slot.initialized())
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+/// Why a model could not be deployed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The caller's own failure while preparing the folder (e.g. registry checkout).
+    #[error("{0}")]
+    Prepare(String),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+}
