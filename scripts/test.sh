@@ -18,6 +18,13 @@ fi
 # The real model the parity and import tests use.
 scripts/fetch-model.sh >/dev/null
 
+# The official OpenAI Python client, which a test drives against a real server.
+if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import openai" 2>/dev/null; then
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install --quiet --disable-pip-version-check openai >&2
+fi
+export CHARTER_TEST_PYTHON="$root/.venv-test/bin/python"
+
 # The test binaries and the OpenAPI drift check.
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"

@@ -1,3 +1,4 @@
 //! Integration tests of the `charter` binary: real processes, real files, real HTTP.
 
 mod cli;
+mod openai;
