@@ -1,4 +1,5 @@
 //! Integration tests of the `charter` binary: real processes, real files, real HTTP.
 
 mod cli;
+mod help;
 mod openai;

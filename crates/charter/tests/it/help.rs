@@ -1,0 +1,88 @@
+//! `docs/cli.md` is the `--help` of every command, checked in and compared here
+//! (regenerate with `UPDATE_CLI_DOCS=1 cargo test -p charter --test it help`).
+
+use std::path::Path;
+use std::process::Command;
+
+/// Commands whose help is documented; a new subcommand belongs here too.
+const COMMANDS: &[&[&str]] = &[
+    &[],
+    &["serve"],
+    &["tenants"],
+    &["tenants", "create"],
+    &["tenants", "list"],
+    &["keys"],
+    &["keys", "create"],
+    &["keys", "list"],
+    &["keys", "revoke"],
+    &["models"],
+    &["models", "import"],
+    &["models", "list"],
+    &["models", "show"],
+    &["models", "rm"],
+    &["openapi"],
+];
+
+fn help(command: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(command)
+        .arg("--help")
+        .env_clear()
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{command:?} --help failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn document() -> String {
+    let mut doc = String::from(
+        "# charter command line\n\nGenerated from `--help`; a test keeps it in step with the binary.\n",
+    );
+    for command in COMMANDS {
+        let title = if command.is_empty() {
+            "charter".to_owned()
+        } else {
+            format!("charter {}", command.join(" "))
+        };
+        doc.push_str(&format!(
+            "\n## `{title}`\n\n```text\n{}```\n",
+            help(command)
+        ));
+    }
+    doc
+}
+
+#[test]
+fn cli_docs_match_the_binary() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+    let generated = document();
+    if std::env::var_os("UPDATE_CLI_DOCS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "docs/cli.md is out of date: run `UPDATE_CLI_DOCS=1 cargo test -p charter --test it help`"
+    );
+}
+
+#[test]
+fn every_subcommand_is_documented() {
+    let top = help(&[]);
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(!listed.is_empty(), "{top}");
+    for command in listed {
+        assert!(
+            COMMANDS.iter().any(|c| c.first() == Some(&command)),
+            "`charter {command}` is not in docs/cli.md"
+        );
+    }
+}
