@@ -387,3 +387,46 @@ fn plain_http_on_a_public_address_is_refused() {
 fn sha256_hex(bytes: &[u8]) -> String {
     crypto::sha256_hex(bytes)
 }
+
+fn wait_for_ready(addr: &str, want: u16, within: Duration) -> u16 {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = http(addr, "GET", "/ready", None, None).map_or(0, |(s, _)| s);
+        if status == want || Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ready_waits_for_every_loaded_model() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(charter(dir.path())
+        .args(["models", "import"])
+        .arg(model_dir())
+        .args(["--name", "minilm"]));
+    // A model that cannot be found keeps the server unready, though it is alive.
+    let missing = serve(dir.path(), &["--load", "minilm", "--load", "ghost"]);
+    assert_eq!(
+        wait_for_ready(&missing.addr, 200, Duration::from_secs(5)),
+        503
+    );
+    drop(missing);
+    let server = serve(dir.path(), &["--load", "minilm"]);
+    assert_eq!(
+        wait_for_ready(&server.addr, 200, Duration::from_secs(60)),
+        200
+    );
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let (status, body) = http(
+        &server.addr,
+        "GET",
+        "/v1/deployments",
+        Some(key.trim()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"model\":\"minilm\""), "{body}");
+}
