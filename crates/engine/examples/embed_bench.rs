@@ -110,8 +110,15 @@ fn main() -> Result<()> {
 
     // Warm-up: first-touch page faults and thread start-up are not what we measure.
     throughput(&encoder, &mixed[..64.min(mixed.len())], args.batch_size, 1)?;
-    let mixed_rate = throughput(&encoder, &mixed, args.batch_size, args.rounds)?;
-    let long_rate = throughput(&encoder, &long, args.batch_size, args.rounds)?;
+    // `--rounds 0` measures latency only (for profiling).
+    let (mixed_rate, long_rate) = if args.rounds == 0 {
+        (f64::NAN, f64::NAN)
+    } else {
+        (
+            throughput(&encoder, &mixed, args.batch_size, args.rounds)?,
+            throughput(&encoder, &long, args.batch_size, args.rounds)?,
+        )
+    };
 
     let mut latencies_ms = Vec::with_capacity(args.single_iterations);
     for text in mixed.iter().cycle().take(args.single_iterations) {

@@ -40,8 +40,11 @@ pub struct EncoderOptions {
     /// Truncation limit in tokens, `[CLS]` and `[SEP]` included. Defaults to
     /// `max_seq_length` of `sentence_bert_config.json`, else the model's position limit.
     pub max_seq_length: Option<usize>,
-    /// Threads for one call (matrix products, attention, tokenisation). `None` uses the
-    /// global rayon pool, sized by `RAYON_NUM_THREADS` or the number of cores.
+    /// Threads for one call (matrix products, attention, tokenisation): a pool of this
+    /// size owned by the encoder. `None` uses the global rayon pool, sized by
+    /// `RAYON_NUM_THREADS` or the number of cores. candle cuts each matrix product into
+    /// as many parts as `RAYON_NUM_THREADS` (else the core count) says, whatever pool
+    /// runs it, so a process serving with few threads should set that variable to match.
     pub threads: Option<usize>,
 }
 
@@ -223,6 +226,8 @@ impl Encoder {
             });
         }
         self.run(|| {
+            // No sorting by length: the forward is padding-free, so a chunk costs its
+            // real tokens whatever their order (attention sorts its own tasks).
             let mut embeddings = Vec::with_capacity(sequences.len());
             for (start, end) in token_budget_chunks(sequences, MAX_TOKENS_PER_FORWARD) {
                 let chunk = &sequences[start..end];

@@ -125,115 +125,118 @@ pub(crate) fn attention(
 ) -> Vec<f32> {
     let hidden = n_heads * head_dim;
     let n_tokens: usize = seq_lens.iter().sum();
-    let mut out = vec![0f32; n_tokens * hidden];
-    // Split input and output into per-sequence pieces up front so the sequences can run
-    // in parallel on disjoint slices; the longest first, so a long one does not start last.
-    let mut pieces = Vec::with_capacity(seq_lens.len());
-    let (mut rest_in, mut rest_out) = (qkv, out.as_mut_slice());
-    for &len in seq_lens {
-        let (seq_in, tail_in) = rest_in.split_at(len * 3 * hidden);
-        let (seq_out, tail_out) = rest_out.split_at_mut(len * hidden);
-        pieces.push((seq_in, seq_out));
-        rest_in = tail_in;
-        rest_out = tail_out;
+    // One task per (head, sequence), so even a single sentence uses every thread. Each
+    // task writes a contiguous block of a head-major scratch `[n_heads, n_tokens,
+    // head_dim]`; one transposing pass then interleaves the heads.
+    let mut by_head = vec![0f32; n_tokens * hidden];
+    let mut tasks = Vec::with_capacity(n_heads * seq_lens.len());
+    for (head, mut rest) in by_head.chunks_exact_mut(n_tokens * head_dim).enumerate() {
+        let mut first_token = 0;
+        for &len in seq_lens {
+            let (block, tail) = rest.split_at_mut(len * head_dim);
+            let rows = &qkv[first_token * 3 * hidden..(first_token + len) * 3 * hidden];
+            tasks.push((head, rows, block));
+            rest = tail;
+            first_token += len;
+        }
     }
-    pieces.sort_by_key(|(_, seq_out)| std::cmp::Reverse(seq_out.len()));
-    pieces
+    // Longest first, so a long sequence does not start last and hold up the batch.
+    tasks.sort_by_key(|(_, _, block)| std::cmp::Reverse(block.len()));
+    tasks
         .into_par_iter()
         .with_max_len(1)
-        .for_each(|(seq_in, seq_out)| {
+        .for_each(|(head, rows, block)| {
             with_best_simd(
                 #[inline(always)]
-                || attend_sequence(seq_in, qkv_bias, seq_out, n_heads, head_dim),
+                || attend_head(rows, qkv_bias, head, n_heads, block),
             )
+        });
+
+    let mut out = vec![0f32; n_tokens * hidden];
+    out.par_chunks_mut(hidden * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(chunk_idx, out)| {
+            for (row_idx, out_row) in out.chunks_exact_mut(hidden).enumerate() {
+                let token = chunk_idx * ROWS_PER_TASK + row_idx;
+                for (head, out_head) in out_row.chunks_exact_mut(head_dim).enumerate() {
+                    let src = (head * n_tokens + token) * head_dim;
+                    out_head.copy_from_slice(&by_head[src..src + head_dim]);
+                }
+            }
         });
     out
 }
 
+/// Attention of one head over one sequence: `rows` are the sequence's `[len, 3 *
+/// hidden]` projections, `out` receives its `[len, head_dim]` context.
 #[inline(always)]
-fn attend_sequence(
-    qkv: &[f32],
-    qkv_bias: &[f32],
-    out: &mut [f32],
-    n_heads: usize,
-    head_dim: usize,
-) {
-    let hidden = n_heads * head_dim;
-    let len = out.len() / hidden;
+fn attend_head(rows: &[f32], qkv_bias: &[f32], head: usize, n_heads: usize, out: &mut [f32]) {
+    let hidden = qkv_bias.len() / 3;
+    let head_dim = hidden / n_heads;
+    let len = out.len() / head_dim;
     // Score rows padded to whole 16-float vectors so the loops over keys have no scalar
     // tail; the padding keys are zero and are left out of the softmax.
     let stride = len.div_ceil(16) * 16;
     let scale = 1.0 / (head_dim as f32).sqrt();
+    // Queries [len, head_dim] (pre-scaled by 1/sqrt(d)), keys transposed [head_dim,
+    // stride] and values [len, head_dim], with their biases.
     let mut q = vec![0f32; len * head_dim];
     let mut k_t = vec![0f32; head_dim * stride];
     let mut v = vec![0f32; len * head_dim];
-    let mut scores = vec![0f32; len * stride];
-    let mut context = vec![0f32; len * head_dim];
-    for head in 0..n_heads {
-        // This head's queries [len, head_dim] (pre-scaled by 1/sqrt(d)), keys transposed
-        // [head_dim, stride] and values [len, head_dim], with their biases.
-        let q_src = head * head_dim;
-        let k_src = hidden + head * head_dim;
-        let v_src = 2 * hidden + head * head_dim;
-        for (token, row) in qkv.chunks_exact(3 * hidden).enumerate() {
-            let dst = token * head_dim..(token + 1) * head_dim;
-            for ((d, x), b) in q[dst.clone()]
-                .iter_mut()
-                .zip(&row[q_src..q_src + head_dim])
-                .zip(&qkv_bias[q_src..q_src + head_dim])
-            {
-                *d = (x + b) * scale;
-            }
-            for (dim, (x, b)) in row[k_src..k_src + head_dim]
-                .iter()
-                .zip(&qkv_bias[k_src..k_src + head_dim])
-                .enumerate()
-            {
-                k_t[dim * stride + token] = x + b;
-            }
-            for ((d, x), b) in v[dst]
-                .iter_mut()
-                .zip(&row[v_src..v_src + head_dim])
-                .zip(&qkv_bias[v_src..v_src + head_dim])
-            {
-                *d = x + b;
-            }
-        }
-        // Both products as sums of outer products: every inner loop is a vector update of
-        // a different row, so consecutive updates do not wait on each other (a dot product
-        // per score, or one running context row, would be a chain of dependent adds).
-        scores.fill(0.0);
-        for (dim, keys) in k_t.chunks_exact(stride).enumerate() {
-            for (score_row, query) in scores
-                .chunks_exact_mut(stride)
-                .zip(q.chunks_exact(head_dim))
-            {
-                let q_d = query[dim];
-                for (s, k) in score_row.iter_mut().zip(keys) {
-                    *s = q_d.mul_add(*k, *s);
-                }
-            }
-        }
-        for score_row in scores.chunks_exact_mut(stride) {
-            softmax_in_place(&mut score_row[..len]);
-        }
-        context.fill(0.0);
-        for (key, value) in v.chunks_exact(head_dim).enumerate() {
-            for (context_row, score_row) in context
-                .chunks_exact_mut(head_dim)
-                .zip(scores.chunks_exact(stride))
-            {
-                let p = score_row[key];
-                for (c, x) in context_row.iter_mut().zip(value) {
-                    *c = p.mul_add(*x, *c);
-                }
-            }
-        }
-        for (out_row, context_row) in out
-            .chunks_exact_mut(hidden)
-            .zip(context.chunks_exact(head_dim))
+    let q_src = head * head_dim;
+    let k_src = hidden + head * head_dim;
+    let v_src = 2 * hidden + head * head_dim;
+    for (token, row) in rows.chunks_exact(3 * hidden).enumerate() {
+        let dst = token * head_dim..(token + 1) * head_dim;
+        for ((d, x), b) in q[dst.clone()]
+            .iter_mut()
+            .zip(&row[q_src..q_src + head_dim])
+            .zip(&qkv_bias[q_src..q_src + head_dim])
         {
-            out_row[head * head_dim..(head + 1) * head_dim].copy_from_slice(context_row);
+            *d = (x + b) * scale;
+        }
+        for (dim, (x, b)) in row[k_src..k_src + head_dim]
+            .iter()
+            .zip(&qkv_bias[k_src..k_src + head_dim])
+            .enumerate()
+        {
+            k_t[dim * stride + token] = x + b;
+        }
+        for ((d, x), b) in v[dst]
+            .iter_mut()
+            .zip(&row[v_src..v_src + head_dim])
+            .zip(&qkv_bias[v_src..v_src + head_dim])
+        {
+            *d = x + b;
+        }
+    }
+    // Both products as sums of outer products: every inner loop is a vector update of a
+    // different row, so consecutive updates do not wait on each other (a dot product per
+    // score, or one running context row, would be a chain of dependent adds).
+    let mut scores = vec![0f32; len * stride];
+    for (dim, keys) in k_t.chunks_exact(stride).enumerate() {
+        for (score_row, query) in scores
+            .chunks_exact_mut(stride)
+            .zip(q.chunks_exact(head_dim))
+        {
+            let q_d = query[dim];
+            for (s, k) in score_row.iter_mut().zip(keys) {
+                *s = q_d.mul_add(*k, *s);
+            }
+        }
+    }
+    for score_row in scores.chunks_exact_mut(stride) {
+        softmax_in_place(&mut score_row[..len]);
+    }
+    for (key, value) in v.chunks_exact(head_dim).enumerate() {
+        for (context_row, score_row) in out
+            .chunks_exact_mut(head_dim)
+            .zip(scores.chunks_exact(stride))
+        {
+            let p = score_row[key];
+            for (c, x) in context_row.iter_mut().zip(value) {
+                *c = p.mul_add(*x, *c);
+            }
         }
     }
 }

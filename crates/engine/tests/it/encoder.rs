@@ -334,3 +334,33 @@ fn sharded_prefixed_weights_load() {
     );
     assert!(cosine > 0.999999 && max_abs < 1e-6, "{cosine} {max_abs}");
 }
+
+/// The inference crate moves an encoder onto its worker thread and may share it.
+#[test]
+fn encoder_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Encoder>();
+}
+
+/// A dedicated thread pool changes where the work runs, not the numbers.
+#[test]
+fn thread_pool_option_gives_the_same_vectors() {
+    let options = EncoderOptions {
+        threads: Some(2),
+        ..EncoderOptions::default()
+    };
+    let pooled = Encoder::load(&model_dir(), options).unwrap();
+    let texts = [
+        "first sentence",
+        "a second, somewhat longer sentence than the first",
+    ];
+    for (a, b) in pooled
+        .embed(&texts)
+        .unwrap()
+        .iter()
+        .zip(minilm().embed(&texts).unwrap())
+    {
+        let (cosine, max_abs) = compare(a, &b);
+        assert!(cosine > 0.999999 && max_abs < 1e-6, "{cosine} {max_abs}");
+    }
+}
