@@ -137,13 +137,41 @@ fn check_checkpoints(
         }
     }
     heads.sort_by_key(|head| head.size);
-    // Pairwise consistency of the signed heads among themselves, using proofs built
-    // from the entries where they reach: equal sizes must have equal heads.
-    for pair in heads.windows(2) {
+    // Each head against the entries it covers.
+    let mut range = CompactRange::new();
+    let mut good_size = 0i64;
+    let mut matches = Vec::with_capacity(heads.len());
+    for head in &heads {
+        if head.size as usize > leaves.len() {
+            findings.push(Finding::Truncated {
+                checkpoint_size: head.size as i64,
+                entries: leaves.len() as i64,
+            });
+            matches.push(false);
+            continue;
+        }
+        while range.size() < head.size {
+            range.append(leaves[range.size() as usize]);
+        }
+        let matched = range.root() == head.root;
+        if matched {
+            good_size = head.size as i64;
+        } else {
+            findings.push(Finding::CheckpointMismatch {
+                size: head.size as i64,
+                after_good_size: good_size,
+            });
+        }
+        matches.push(matched);
+    }
+    // Heads among themselves: equal sizes need equal heads, and where the entries
+    // explain the newer head, a consistency proof built from them must take the
+    // older head to it; otherwise the two heads come from different histories.
+    for (index, pair) in heads.windows(2).enumerate() {
         let (old, new) = (&pair[0], &pair[1]);
         let consistent = if old.size == new.size {
             old.root == new.root
-        } else if new.size as usize <= leaves.len() {
+        } else if matches[index + 1] {
             merkle::consistency_proof(leaves, old.size, new.size)
                 .and_then(|proof| {
                     merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &proof)
@@ -157,28 +185,6 @@ fn check_checkpoints(
                 old_size: old.size as i64,
                 new_size: new.size as i64,
             });
-        }
-    }
-    let mut range = CompactRange::new();
-    let mut good_size = 0i64;
-    for head in &heads {
-        if head.size as usize > leaves.len() {
-            findings.push(Finding::Truncated {
-                checkpoint_size: head.size as i64,
-                entries: leaves.len() as i64,
-            });
-            break;
-        }
-        while range.size() < head.size {
-            range.append(leaves[range.size() as usize]);
-        }
-        if range.root() != head.root {
-            findings.push(Finding::CheckpointMismatch {
-                size: head.size as i64,
-                after_good_size: good_size,
-            });
-        } else {
-            good_size = head.size as i64;
         }
     }
     findings
