@@ -51,8 +51,8 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
-                    let (entries, checkpoints, pem) = audit::parse_export(&text)?;
-                    let key = match (given_key, pem) {
+                    let export = audit::parse_export(&text)?;
+                    let key = match (given_key, export.public_key_pem) {
                         (Some(key), _) => key,
                         (None, Some(pem)) => {
                             let key = VerifyingKey::from_public_key_pem(&pem)?;
@@ -66,7 +66,7 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                             anyhow::bail!("the export names no public key; pass --public-key")
                         }
                     };
-                    (entries, checkpoints, key)
+                    (export.entries, export.checkpoints, key)
                 }
                 None => {
                     let key = match given_key {

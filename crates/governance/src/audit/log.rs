@@ -37,7 +37,8 @@ impl Default for AuditConfig {
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 enum Command {
-    Append(NewAuditEntry, Reply<AuditEntry>),
+    // Boxed so the channel's slots stay small.
+    Append(Box<NewAuditEntry>, Reply<AuditEntry>),
     Seal(Reply<Option<CheckpointRecord>>),
 }
 
@@ -89,7 +90,7 @@ impl AuditLog {
         let (reply, answer) = oneshot::channel();
         self.inner
             .sender
-            .send(Command::Append(entry, reply))
+            .send(Command::Append(Box::new(entry), reply))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         answer
@@ -177,8 +178,9 @@ impl Writer {
         }
     }
 
-    async fn append(&mut self, batch: Vec<(NewAuditEntry, Reply<AuditEntry>)>) {
-        let entries: Vec<NewAuditEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
+    async fn append(&mut self, batch: Vec<(Box<NewAuditEntry>, Reply<AuditEntry>)>) {
+        let entries: Vec<NewAuditEntry> =
+            batch.iter().map(|(entry, _)| (**entry).clone()).collect();
         let result = self
             .store
             .append_audit(&entries, |seq, prev, entry| {

@@ -240,11 +240,19 @@ pub async fn export(
     Ok(count)
 }
 
-/// Parses an export: entries in file order, checkpoints, and the public key it names.
-pub fn parse_export(
-    text: &str,
-) -> Result<(Vec<AuditEntry>, Vec<CheckpointRecord>, Option<String>), AuditError> {
-    let (mut entries, mut checkpoints, mut key) = (Vec::new(), Vec::new(), None);
+/// A parsed export file.
+#[derive(Debug, Clone, Default)]
+pub struct Export {
+    /// In file order, so moved lines show up as such.
+    pub entries: Vec<AuditEntry>,
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// The public key the export names; an auditor compares it with the published one.
+    pub public_key_pem: Option<String>,
+}
+
+/// Parses the output of [`export`].
+pub fn parse_export(text: &str) -> Result<Export, AuditError> {
+    let mut export = Export::default();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -252,24 +260,24 @@ pub fn parse_export(
         let parsed: ExportLine = serde_json::from_str(line)
             .map_err(|e| AuditError::Malformed(format!("export line {}: {e}", number + 1)))?;
         match parsed {
-            ExportLine::Entry(entry) => entries.push(entry),
+            ExportLine::Entry(entry) => export.entries.push(entry),
             ExportLine::Checkpoint {
                 size,
                 root,
                 signed_at,
                 key_id,
                 signature,
-            } => checkpoints.push(CheckpointRecord {
+            } => export.checkpoints.push(CheckpointRecord {
                 size,
                 root,
                 signed_at,
                 key_id,
                 signature,
             }),
-            ExportLine::PublicKey { pem } => key = Some(pem),
+            ExportLine::PublicKey { pem } => export.public_key_pem = Some(pem),
         }
     }
-    Ok((entries, checkpoints, key))
+    Ok(export)
 }
 
 /// An audit path from one entry to the head of the latest checkpoint.

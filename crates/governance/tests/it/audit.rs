@@ -260,9 +260,13 @@ async fn an_export_verifies_offline_and_tampering_in_it_is_found() {
         6
     );
     let text = String::from_utf8(out).unwrap();
-    let (entries, checkpoints, pem) = audit::parse_export(&text).unwrap();
-    let key = crypto::signing::VerifyingKey::from_public_key_pem(&pem.unwrap()).unwrap();
-    assert_eq!(audit::verify(&entries, &checkpoints, &key), vec![]);
+    let parsed = audit::parse_export(&text).unwrap();
+    let pem = parsed.public_key_pem.unwrap();
+    let key = crypto::signing::VerifyingKey::from_public_key_pem(&pem).unwrap();
+    assert_eq!(
+        audit::verify(&parsed.entries, &parsed.checkpoints, &key),
+        vec![]
+    );
 
     // Alter the second line only: entry 2.
     let tampered: Vec<String> = text
@@ -274,9 +278,9 @@ async fn an_export_verifies_offline_and_tampering_in_it_is_found() {
         })
         .collect();
     let tampered = tampered.join("\n");
-    let (entries, checkpoints, _) = audit::parse_export(&tampered).unwrap();
+    let parsed = audit::parse_export(&tampered).unwrap();
     assert_eq!(
-        audit::verify(&entries, &checkpoints, &key).first(),
+        audit::verify(&parsed.entries, &parsed.checkpoints, &key).first(),
         Some(&Finding::Edited { seq: 2 })
     );
 }
