@@ -285,3 +285,34 @@ async fn the_audit_api_is_tenant_scoped_and_proves_inclusion() {
     )
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_recorded_as_413() {
+    let app = TestApp::with_config(api::ApiConfig {
+        max_json_body: 64,
+        ..api::ApiConfig::default()
+    })
+    .await;
+    assert!(app
+        .state
+        .set_audit(AuditLog::open(app.store.clone(), SigningKey::generate())));
+    let admin = app.admin_key().await;
+    let big = json!({"name": "x".repeat(1000)});
+    let reply = app
+        .call(Method::POST, "/v1/tenants", Some(&admin), Some(big))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    let record = entry(&app, receipt_of(&reply)).await;
+    assert_eq!(record.entry.status, 413);
+    assert_eq!(record.entry.action, "http POST /v1/tenants");
+    assert_eq!(record.entry.tenant.as_deref(), Some("admin"));
+    assert_eq!(
+        record.entry.input_sha256, None,
+        "the body was not read to its end"
+    );
+}

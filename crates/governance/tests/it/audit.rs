@@ -378,3 +378,15 @@ async fn two_logs_on_one_postgres_form_one_chain() {
         vec![]
     );
 }
+
+#[tokio::test]
+async fn the_writer_refuses_to_seal_a_tampered_chain() {
+    let log = open_log(None).await;
+    for i in 1..=3 {
+        log.log.record(entry(i)).await.unwrap();
+    }
+    log.sql("UPDATE audit_entries SET status = 201 WHERE seq = 2")
+        .await;
+    assert!(log.log.checkpoint().await.is_err());
+    assert!(log.store.audit_checkpoints().await.unwrap().is_empty());
+}
