@@ -49,6 +49,8 @@ permissions! {
     Data => [Data];
     Jobs => [Jobs];
     AuditRead => [AuditRead];
+    /// Fetch a receipt: the caller who made the request, or an auditor.
+    Receipts => [Inference, AuditRead];
     PiiReveal => [PiiReveal];
     Admin => [Admin];
 }
@@ -99,8 +101,11 @@ pub async fn require_key(
         .and_then(|value| value.to_str().ok());
     match governance::authenticate(state.store(), header).await {
         Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            Ok(next.run(request).await)
+            request.extensions_mut().insert(principal.clone());
+            let mut response = next.run(request).await;
+            // The audit layer sits outside this one and reads who was answered here.
+            response.extensions_mut().insert(principal);
+            Ok(response)
         }
         Err(AuthError::Missing) => Err(ApiError::unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'",

@@ -5,6 +5,7 @@
 //! or candle. Every route is listed once in [`routes::table`], which both builds the
 //! router and drives the route × permission test.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -54,6 +55,12 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
+        ))
+        // Outermost but for the request id, so refused and timed-out requests are
+        // audited with their id.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_audit,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{self, deploy, embeddings, keys, models, system, tenants};
+use crate::routes::{self, audit, deploy, embeddings, keys, models, system, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,9 @@ use crate::routes::{self, deploy, embeddings, keys, models, system, tenants};
         keys::list,
         keys::create,
         keys::revoke,
+        audit::list,
+        audit::proof,
+        audit::receipt,
     ),
     components(schemas(
         ErrorBody,
@@ -51,6 +54,9 @@ use crate::routes::{self, deploy, embeddings, keys, models, system, tenants};
         routes::VersionView,
         routes::OpenAiModel,
         routes::OpenAiModelList,
+        routes::AuditEntryView,
+        routes::AuditList,
+        routes::ProofView,
     )),
     modifiers(&BearerAuth)
 )]

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use governance::audit::AuditLog;
 use inference::Deployments;
 use registry::Registry;
 use store::Store;
@@ -59,6 +60,8 @@ struct Inner {
     config: ApiConfig,
     ready: AtomicBool,
     metrics: Option<MetricsRender>,
+    /// Set once by the binary; while unset, requests are not audited.
+    audit: std::sync::OnceLock<AuditLog>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
                 config,
                 ready: AtomicBool::new(false),
                 metrics,
+                audit: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -106,6 +110,15 @@ impl AppState {
     /// Marks the server ready (after warm-up) or not (while draining).
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Turns on auditing of every request through `log`; false when already set.
+    pub fn set_audit(&self, log: AuditLog) -> bool {
+        self.inner.audit.set(log).is_ok()
+    }
+
+    pub fn audit(&self) -> Option<&AuditLog> {
+        self.inner.audit.get()
     }
 
     pub fn render_metrics(&self) -> Option<String> {

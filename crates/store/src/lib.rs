@@ -1,5 +1,5 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, models and model versions.
+//! tenants, API keys, models and model versions, and the audit log.
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -10,6 +10,7 @@
 //! visibility (own records, shared models, everything for admins) is decided here once,
 //! not in each handler.
 
+mod audit;
 mod keys;
 mod models;
 mod tenants;
@@ -24,6 +25,7 @@ use types::TenantName;
 /// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
 pub use sqlx;
 
+pub use audit::{AuditFilter, AuditRecord, CheckpointRecord, NewAuditEntry};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;

@@ -4,6 +4,7 @@
 //! test: a route is either public (listed here with `scopes: None`, which only the
 //! health, readiness and metrics routes are) or requires the scopes named.
 
+pub(crate) mod audit;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
 pub(crate) mod keys;
@@ -19,6 +20,7 @@ use crate::auth::{self, Permission};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub use audit::{AuditEntryView, AuditList, ProofView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
 pub use tenants::{CreateTenantRequest, TenantView};
@@ -102,6 +104,9 @@ pub fn table() -> Vec<Route> {
         route::<auth::Admin>(M::GET, "/v1/keys", get(keys::list)),
         route::<auth::Admin>(M::POST, "/v1/keys", post(keys::create)),
         route::<auth::Admin>(M::DELETE, "/v1/keys/{id}", delete(keys::revoke)),
+        route::<auth::AuditRead>(M::GET, "/v1/audit", get(audit::list)),
+        route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
+        route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the HTTP API: the real router, store and registry, in-process
 //! through `tower::ServiceExt::oneshot` on SQLite files in temp dirs.
 
+mod audit;
 mod common;
 mod embeddings;
 mod errors;

@@ -1,8 +1,10 @@
 //! The subcommands of `charter`, one file each, each with a `run`.
 
+mod audit;
 mod keys;
 mod models;
 mod openapi;
+mod receipts;
 mod serve;
 mod tenants;
 
@@ -53,6 +55,12 @@ pub enum Command {
     /// Manage models in the registry
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Verify and export the audit log; print its public key
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Check signed receipts offline
+    #[command(subcommand)]
+    Receipts(receipts::ReceiptsCommand),
     /// Print the OpenAPI document
     Openapi,
 }
@@ -75,9 +83,11 @@ pub struct Context {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Openapi = cli.command {
-        return openapi::run();
-    }
+    let command = match cli.command {
+        Command::Openapi => return openapi::run(),
+        Command::Receipts(command) => return receipts::run(command),
+        command => command,
+    };
     let file = FileConfig::load(cli.global.config.as_deref())?;
     let storage = StorageConfig::resolve(cli.global.data_dir, cli.global.database_url, &file);
     let context = Context { storage, file };
@@ -85,12 +95,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve(args) => serve::run(context, args).await,
             Command::Tenants(command) => tenants::run(context, command).await,
             Command::Keys(command) => keys::run(context, command).await,
             Command::Models(command) => models::run(context, command).await,
-            Command::Openapi => unreachable!("handled above: this is a bug"),
+            Command::Audit(command) => audit::run(context, command).await,
+            Command::Openapi | Command::Receipts(_) => {
+                unreachable!("handled above: this is a bug")
+            }
         }
     })
 }

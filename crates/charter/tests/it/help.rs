@@ -20,6 +20,12 @@ const COMMANDS: &[&[&str]] = &[
     &["models", "list"],
     &["models", "show"],
     &["models", "rm"],
+    &["audit"],
+    &["audit", "verify"],
+    &["audit", "export"],
+    &["audit", "public-key"],
+    &["receipts"],
+    &["receipts", "verify"],
     &["openapi"],
 ];
 

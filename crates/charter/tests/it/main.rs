@@ -1,5 +1,6 @@
 //! Integration tests of the `charter` binary: real processes, real files, real HTTP.
 
+mod audit;
 mod cli;
 mod help;
 mod openai;

@@ -1,3 +1,4 @@
 //! The one integration test binary of `governance`; features are modules.
 
+mod audit;
 mod pii;

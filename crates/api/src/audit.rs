@@ -1,0 +1,152 @@
+//! The audit layer: every request, refused ones included, becomes one audit entry
+//! before its response leaves. The entry holds the route template, status, latency,
+//! request id, the authenticated tenant and key, and SHA-256 digests of the request
+//! and response bodies (never the bodies). The response carries
+//! `X-Charter-Receipt: <seq>`. When the entry cannot be written the client gets 503
+//! `audit_unavailable` instead of the response: nothing is answered unaudited.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use governance::Principal;
+use sha2::{Digest, Sha256};
+use store::NewAuditEntry;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header naming the audit entry (and receipt) of a response.
+pub const RECEIPT_HEADER: HeaderName = HeaderName::from_static("x-charter-receipt");
+
+/// Response extension a handler sets to name the model version that answered (its
+/// manifest digest), so the audit entry and the receipt carry it.
+#[derive(Debug, Clone)]
+pub struct AuditModel(pub String);
+
+/// Middleware: records the request in the audit log, or answers 503.
+pub async fn record_audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(log) = state.audit().cloned() else {
+        return next.run(request).await;
+    };
+    let started = Instant::now();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    // The raw path of an unmatched request is whatever the client typed, so only
+    // matched paths (names and ids of resources) are kept.
+    let resource = match matched {
+        Some(_) => request.uri().path().to_owned(),
+        None => String::new(),
+    };
+    let action = format!(
+        "http {} {}",
+        request.method(),
+        matched.as_deref().unwrap_or("(unmatched)")
+    );
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+
+    let input_sha256 = Arc::new(Mutex::new(None));
+    let request = hash_request_body(request, input_sha256.clone());
+    let response = next.run(request).await;
+
+    let principal = response.extensions().get::<Principal>().cloned();
+    let model_digest = response
+        .extensions()
+        .get::<AuditModel>()
+        .map(|m| m.0.clone());
+    let (mut parts, body) = response.into_parts();
+    let streaming = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    // Whole responses are hashed as sent; streams are not buffered (their digest
+    // would only be known after the client has them).
+    let (body, output_sha256, status) = if streaming {
+        (body, None, parts.status)
+    } else {
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(bytes) => {
+                let digest = hex::encode(Sha256::digest(&bytes));
+                (Body::from(bytes), Some(digest), parts.status)
+            }
+            Err(error) => {
+                tracing::error!(%error, "response body failed");
+                (Body::empty(), None, StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    };
+    parts.status = status;
+    let input_sha256 = input_sha256.lock().ok().and_then(|mut slot| slot.take());
+    let entry = NewAuditEntry {
+        recorded_at: types::unix_now(),
+        tenant: principal.as_ref().map(|p| p.tenant.to_string()),
+        key_id: principal.map(|p| p.key_id),
+        action,
+        resource,
+        status: i64::from(status.as_u16()),
+        latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        request_id,
+        input_sha256,
+        output_sha256,
+        model_digest,
+    };
+    match log.record(entry).await {
+        Ok(entry) => {
+            parts
+                .headers
+                .insert(RECEIPT_HEADER, HeaderValue::from(entry.seq));
+            Response::from_parts(parts, body)
+        }
+        Err(error) => {
+            tracing::error!(%error, "audit write failed; the response is withheld");
+            audit_unavailable().into_response()
+        }
+    }
+}
+
+/// The error for requests that cannot be audited.
+pub(crate) fn audit_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the audit log cannot be written, so this request is not answered; retry shortly",
+    )
+    .with_retry_after(1)
+}
+
+/// Hashes the request body as the handler reads it; the digest lands in `slot` only
+/// when the body was read to its end.
+fn hash_request_body(request: Request, slot: Arc<Mutex<Option<String>>>) -> Request {
+    let (parts, body) = request.into_parts();
+    let hasher = Arc::new(Mutex::new(Sha256::new()));
+    let feed = hasher.clone();
+    let data = body.into_data_stream().map(move |chunk| {
+        if let (Ok(bytes), Ok(mut hasher)) = (&chunk, feed.lock()) {
+            hasher.update(bytes);
+        }
+        chunk
+    });
+    let finish = futures::stream::once(async move {
+        let digest = hasher
+            .lock()
+            .map(|hasher| hex::encode(hasher.clone().finalize()))
+            .ok();
+        if let Ok(mut slot) = slot.lock() {
+            *slot = digest;
+        }
+    })
+    .filter_map(|()| async { None::<Result<Bytes, axum::Error>> });
+    Request::from_parts(parts, Body::from_stream(data.chain(finish)))
+}

@@ -1,0 +1,318 @@
+//! The audit layer over the real router: one entry per request with the right
+//! status, receipts, tenant scoping, proofs, no raw payloads, and 503 when the log
+//! cannot be written.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use crypto::signing::{SignedStatement, SigningKey};
+use governance::audit::{AuditConfig, AuditLog};
+use serde_json::json;
+
+use crate::common::{error_code, Reply, TestApp};
+
+async fn audited_app() -> TestApp {
+    let app = TestApp::new().await;
+    let log = AuditLog::with_config(
+        app.store.clone(),
+        SigningKey::generate(),
+        AuditConfig {
+            checkpoint_every: 1_000_000,
+            checkpoint_interval: Duration::from_secs(3600),
+            max_batch: 64,
+        },
+    );
+    assert!(app.state.set_audit(log));
+    app
+}
+
+fn receipt_of(reply: &Reply) -> i64 {
+    reply
+        .headers
+        .get("x-charter-receipt")
+        .unwrap_or_else(|| panic!("no receipt header on {}", reply.status))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
+    app.store.audit_entry(seq).await.unwrap().unwrap()
+}
+
+async fn count(app: &TestApp) -> usize {
+    app.store.audit_entries(1, 100_000).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn every_request_gets_exactly_one_entry_with_its_status() {
+    let app = audited_app().await;
+    app.tenant("acme").await;
+    let tenant_key = app.key("acme", "inference").await;
+    let admin = app.admin_key().await;
+
+    let cases: Vec<(Reply, StatusCode, &str, Option<&str>)> = vec![
+        (
+            app.call(Method::GET, "/health", None, None).await,
+            StatusCode::OK,
+            "http GET /health",
+            None,
+        ),
+        (
+            app.call(Method::GET, "/v1/models", None, None).await,
+            StatusCode::UNAUTHORIZED,
+            "http GET /v1/models",
+            None,
+        ),
+        (
+            app.get("/v1/tenants", &tenant_key).await,
+            StatusCode::FORBIDDEN,
+            "http GET /v1/tenants",
+            Some("acme"),
+        ),
+        (
+            app.get("/no/such/route", &admin).await,
+            StatusCode::NOT_FOUND,
+            "http GET (unmatched)",
+            None,
+        ),
+        (
+            app.get("/v1/registry/models/nothing", &admin).await,
+            StatusCode::NOT_FOUND,
+            "http GET /v1/registry/models/{name}",
+            Some("admin"),
+        ),
+        (
+            app.get("/v1/tenants", &admin).await,
+            StatusCode::OK,
+            "http GET /v1/tenants",
+            Some("admin"),
+        ),
+    ];
+    for (index, (reply, status, action, tenant)) in cases.iter().enumerate() {
+        assert_eq!(reply.status, *status, "{action}: {}", reply.text);
+        let seq = receipt_of(reply);
+        assert_eq!(seq, index as i64 + 1, "{action}");
+        let record = entry(&app, seq).await;
+        assert_eq!(record.entry.status, i64::from(status.as_u16()), "{action}");
+        assert_eq!(record.entry.action, *action);
+        assert_eq!(record.entry.tenant.as_deref(), *tenant, "{action}");
+        assert!(record.entry.request_id.is_some(), "{action}: no request id");
+        assert_eq!(
+            reply
+                .headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            record.entry.request_id.as_deref()
+        );
+        assert!(record.entry.output_sha256.is_some(), "{action}");
+    }
+    assert_eq!(count(&app).await, cases.len());
+    assert_eq!(
+        entry(&app, 5).await.entry.resource,
+        "/v1/registry/models/nothing"
+    );
+    assert_eq!(
+        entry(&app, 4).await.entry.resource,
+        "",
+        "unmatched paths are not kept"
+    );
+}
+
+#[tokio::test]
+async fn the_digests_are_of_the_bodies_and_no_raw_text_is_stored() {
+    let app = audited_app().await;
+    let admin = app.admin_key().await;
+    let canary = "CANARY-7f3a9c-do-not-store";
+    let body = json!({"model": "missing", "input": [canary]});
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    let record = entry(&app, receipt_of(&reply)).await;
+    assert_eq!(
+        record.entry.input_sha256.as_deref(),
+        Some(crypto::sha256_hex(body.to_string().as_bytes()).as_str())
+    );
+    assert_eq!(
+        record.entry.output_sha256.as_deref(),
+        Some(crypto::sha256_hex(reply.text.as_bytes()).as_str())
+    );
+    app.store.close().await;
+    for entry in std::fs::read_dir(app.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes.windows(canary.len()).any(|w| w == canary.as_bytes());
+            assert!(!found, "the canary is in {}", path.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_turns_answers_into_503() {
+    let app = audited_app().await;
+    let admin = app.admin_key().await;
+    assert_eq!(
+        app.call(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK
+    );
+    store::sqlx::query("DROP TABLE audit_entries")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let reply = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&reply), "audit_unavailable");
+    assert!(reply.headers.get("x-charter-receipt").is_none());
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&admin),
+            Some(json!({"name": "late"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&reply), "audit_unavailable");
+}
+
+#[tokio::test]
+async fn receipts_are_signed_and_only_for_their_tenant() {
+    let app = audited_app().await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let acme = app.key("acme", "inference").await;
+    let other = app.key("other", "inference").await;
+    let admin = app.admin_key().await;
+    let reply = app.get("/v1/models", &acme).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seq = receipt_of(&reply);
+
+    let receipt = app.get(&format!("/v1/receipts/{seq}"), &acme).await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.text);
+    let statement: SignedStatement = serde_json::from_value(receipt.body.clone()).unwrap();
+    let key = app.state.audit().unwrap().signing_key().verifying_key();
+    statement.verify(&key).unwrap();
+    assert_eq!(statement.payload["tenant"], "acme");
+    assert_eq!(statement.payload["status"], 200);
+    assert_eq!(
+        statement.payload["output_sha256"].as_str(),
+        Some(crypto::sha256_hex(reply.text.as_bytes()).as_str())
+    );
+    let mut altered = statement.clone();
+    altered.payload["status"] = json!(500);
+    assert!(altered.verify(&key).is_err());
+
+    assert_eq!(
+        app.get(&format!("/v1/receipts/{seq}"), &other).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/v1/receipts/{seq}"), &admin).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v1/receipts/999999", &admin).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_audit_api_is_tenant_scoped_and_proves_inclusion() {
+    let app = audited_app().await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let acme = app.key("acme", "audit:read,inference").await;
+    let other = app.key("other", "inference").await;
+    let admin = app.admin_key().await;
+    app.get("/v1/models", &other).await;
+    app.get("/v1/models", &acme).await;
+
+    let mine = app.get("/v1/audit", &acme).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    let entries = mine.body["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e["tenant"] == "acme"), "{entries:?}");
+
+    let all = app.get("/v1/audit?since_seq=0&limit=1000", &admin).await;
+    let all = all.body["entries"].as_array().unwrap();
+    assert!(all.iter().any(|e| e["tenant"] == "other"));
+    let filtered = app
+        .get("/v1/audit?action=http%20GET%20/v1/models&limit=1", &admin)
+        .await;
+    let filtered = filtered.body["entries"].as_array().unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["action"], "http GET /v1/models");
+
+    assert_eq!(
+        app.get("/v1/audit", &other).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Another tenant's entry looks like no entry.
+    assert_eq!(
+        app.get("/v1/audit/1/proof", &acme).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    app.state.audit().unwrap().checkpoint().await.unwrap();
+    let proof = app.get("/v1/audit/2/proof", &acme).await;
+    assert_eq!(proof.status, StatusCode::OK, "{}", proof.text);
+    let hash = |text: &serde_json::Value| -> [u8; 32] {
+        hex::decode(text.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let path: Vec<[u8; 32]> = proof.body["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    crypto::merkle::verify_inclusion(
+        &crypto::merkle::leaf_hash(&hash(&proof.body["entry_hash"])),
+        proof.body["leaf_index"].as_u64().unwrap(),
+        proof.body["tree_size"].as_u64().unwrap(),
+        &path,
+        &hash(&proof.body["root"]),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_recorded_as_413() {
+    let app = TestApp::with_config(api::ApiConfig {
+        max_json_body: 64,
+        ..api::ApiConfig::default()
+    })
+    .await;
+    assert!(app
+        .state
+        .set_audit(AuditLog::open(app.store.clone(), SigningKey::generate())));
+    let admin = app.admin_key().await;
+    let big = json!({"name": "x".repeat(1000)});
+    let reply = app
+        .call(Method::POST, "/v1/tenants", Some(&admin), Some(big))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    let record = entry(&app, receipt_of(&reply)).await;
+    assert_eq!(record.entry.status, 413);
+    assert_eq!(record.entry.action, "http POST /v1/tenants");
+    assert_eq!(record.entry.tenant.as_deref(), Some("admin"));
+    assert_eq!(
+        record.entry.input_sha256, None,
+        "the body was not read to its end"
+    );
+}

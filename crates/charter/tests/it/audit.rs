@@ -1,0 +1,171 @@
+//! `charter audit` and `charter receipts` against a real data dir: an honest log and
+//! its export verify, tampering in either fails with the entry named, and a saved
+//! receipt verifies offline until any field changes.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use governance::audit::{self, AuditLog};
+use store::{NewAuditEntry, Store};
+
+fn charter(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_charter"));
+    command
+        .env_remove("CHARTER_DATABASE_URL")
+        .env_remove("CHARTER_CONFIG")
+        .env("CHARTER_DATA_DIR", data_dir)
+        .env("CHARTER_LOG", "warn")
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(command: &mut Command) -> (bool, String) {
+    let output: Output = command.output().expect("charter runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Writes `n` entries and a checkpoint through the server's own key.
+async fn fill(data_dir: &Path, n: i64) -> Vec<audit::AuditEntry> {
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        data_dir.join("charter.db").display()
+    ))
+    .await
+    .unwrap();
+    let key = audit::load_or_create_signing_key(&data_dir.join(audit::SIGNING_KEY_FILE)).unwrap();
+    let log = AuditLog::open(store.clone(), key);
+    let mut entries = Vec::new();
+    for i in 1..=n {
+        let entry = NewAuditEntry {
+            recorded_at: 1_700_000_000 + i,
+            tenant: Some("acme".into()),
+            key_id: Some("key1".into()),
+            action: "http POST /v1/embeddings".into(),
+            resource: "/v1/embeddings".into(),
+            status: 200,
+            latency_ms: 3,
+            request_id: Some(format!("req-{i}")),
+            input_sha256: Some(crypto::sha256_hex(b"in")),
+            output_sha256: Some(crypto::sha256_hex(b"out")),
+            model_digest: Some(crypto::sha256_hex(b"manifest")),
+        };
+        entries.push(log.record(entry).await.unwrap());
+    }
+    log.checkpoint().await.unwrap();
+    store.close().await;
+    entries
+}
+
+#[tokio::test]
+async fn verify_export_and_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (ok, public_key) = run(charter(data).args(["audit", "public-key"]));
+    assert!(ok, "{public_key}");
+    assert!(public_key.starts_with("-----BEGIN PUBLIC KEY-----"));
+    fill(data, 6).await;
+
+    let (ok, text) = run(charter(data).args(["audit", "verify"]));
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: 6 entries"), "{text}");
+
+    let export = data.join("audit.jsonl");
+    let (ok, text) = run(charter(data)
+        .args(["audit", "export", "--out"])
+        .arg(&export));
+    assert!(ok, "{text}");
+    let (ok, text) = run(charter(data)
+        .args(["audit", "verify", "--from-export"])
+        .arg(&export));
+    assert!(ok, "{text}");
+
+    // An edited line in the export.
+    let original = std::fs::read_to_string(&export).unwrap();
+    let edited: Vec<String> = original
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            3 => line.replace("\"status\":200", "\"status\":201"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    let edited_path = data.join("edited.jsonl");
+    std::fs::write(&edited_path, edited.join("\n")).unwrap();
+    let (ok, text) = run(charter(data)
+        .args(["audit", "verify", "--from-export"])
+        .arg(&edited_path));
+    assert!(!ok, "{text}");
+    assert!(text.contains("entry 4 was edited"), "{text}");
+
+    // A deleted row in the database.
+    let store = Store::connect(&format!("sqlite://{}", data.join("charter.db").display()))
+        .await
+        .unwrap();
+    store::sqlx::query("DELETE FROM audit_entries WHERE seq = 2")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let (ok, text) = run(charter(data).args(["audit", "verify"]));
+    assert!(!ok, "{text}");
+    assert!(text.contains("entry 2 was deleted"), "{text}");
+}
+
+#[tokio::test]
+async fn receipts_verify_offline_and_fail_when_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let entries = fill(data, 2).await;
+    let key = audit::load_or_create_signing_key(&data.join(audit::SIGNING_KEY_FILE)).unwrap();
+    let public_key = data.join("server.pub");
+    std::fs::write(&public_key, key.public_key_pem()).unwrap();
+    let receipt = serde_json::to_value(audit::receipt(&entries[1], &key)).unwrap();
+    let file = data.join("receipt.json");
+    std::fs::write(&file, receipt.to_string()).unwrap();
+
+    let verify = |path: &Path| {
+        run(charter(data)
+            .args(["receipts", "verify"])
+            .arg(path)
+            .arg("--public-key")
+            .arg(&public_key))
+    };
+    let (ok, text) = verify(&file);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: receipt signed"), "{text}");
+
+    for field in [
+        "output_sha256",
+        "input_sha256",
+        "model_digest",
+        "tenant",
+        "status",
+        "recorded_at",
+        "seq",
+    ] {
+        let mut altered = receipt.clone();
+        altered["payload"][field] = serde_json::json!("x");
+        let path = data.join(format!("altered-{field}.json"));
+        std::fs::write(&path, altered.to_string()).unwrap();
+        let (ok, text) = verify(&path);
+        assert!(!ok, "altering {field} passed: {text}");
+    }
+    // Another server's key does not verify it either.
+    let other = data.join("other.pub");
+    std::fs::write(
+        &other,
+        crypto::signing::SigningKey::generate().public_key_pem(),
+    )
+    .unwrap();
+    let (ok, _) = run(charter(data)
+        .args(["receipts", "verify"])
+        .arg(&file)
+        .arg("--public-key")
+        .arg(&other));
+    assert!(!ok);
+}

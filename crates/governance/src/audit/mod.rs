@@ -1,0 +1,38 @@
+//! The tamper-evident audit log: entries hash-chained in the store, group-committed
+//! by one background writer per process, sealed into signed Merkle checkpoints
+//! (RFC 9162 tree heads over the entry hashes), verified offline, and turned into
+//! signed receipts.
+//!
+//! An entry's hash is `crypto::merkle::chain_hash(prev_hash, canonical JSON of its
+//! fields and seq)`; the Merkle leaf of an entry is `leaf_hash(entry_hash)`. Entries
+//! carry SHA-256 digests of inputs and outputs, never the text itself.
+
+mod entry;
+mod key;
+mod log;
+mod verify;
+
+pub use entry::{entry_bytes, entry_hash, receipt, AuditEntry, ExportLine, RECEIPT_KIND};
+pub use key::{load_or_create_signing_key, SIGNING_KEY_FILE};
+pub use log::{AuditConfig, AuditLog};
+pub use verify::{
+    export, inclusion_proof, load, parse_export, verify, Export, Finding, InclusionProof,
+};
+
+/// What can go wrong writing or reading the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log cannot be written: {0}")]
+    Store(#[from] store::StoreError),
+    /// The batch this entry was in could not be committed.
+    #[error("the audit log cannot be written: {0}")]
+    Unavailable(String),
+    #[error("the audit writer has stopped")]
+    WriterStopped,
+    #[error("audit signing key: {0}")]
+    Key(String),
+    #[error("malformed audit data: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+}

@@ -1,0 +1,392 @@
+//! The audit log on real SQLite files (and one PostgreSQL): an honest log verifies,
+//! and each kind of tampering is found and names the entry.
+
+use std::time::Duration;
+
+use crypto::signing::SigningKey;
+use governance::audit::{self, AuditConfig, AuditLog, Finding};
+use store::{NewAuditEntry, Store};
+
+struct Log {
+    log: AuditLog,
+    store: Store,
+    pem: String,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> AuditConfig {
+    AuditConfig {
+        checkpoint_every: 4,
+        checkpoint_interval: Duration::from_secs(3600),
+        max_batch: 64,
+    }
+}
+
+async fn open_log(pem: Option<&str>) -> Log {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("charter.db").display()
+    ))
+    .await
+    .unwrap();
+    let key = match pem {
+        Some(pem) => SigningKey::from_pkcs8_pem(pem).unwrap(),
+        None => {
+            audit::load_or_create_signing_key(&dir.path().join(audit::SIGNING_KEY_FILE)).unwrap()
+        }
+    };
+    let pem = key.to_pkcs8_pem().unwrap().expose().to_string();
+    let log = AuditLog::with_config(store.clone(), key, config());
+    Log {
+        log,
+        store,
+        pem,
+        _dir: dir,
+    }
+}
+
+fn entry(n: i64) -> NewAuditEntry {
+    NewAuditEntry {
+        recorded_at: 1_700_000_000 + n,
+        tenant: Some("acme".into()),
+        key_id: Some("k1".into()),
+        action: "http POST /v1/embeddings".into(),
+        resource: "/v1/embeddings".into(),
+        status: 200,
+        latency_ms: n,
+        request_id: Some(format!("req-{n}")),
+        input_sha256: Some(crypto::sha256_hex(format!("input {n}").as_bytes())),
+        output_sha256: Some(crypto::sha256_hex(format!("output {n}").as_bytes())),
+        model_digest: None,
+    }
+}
+
+impl Log {
+    async fn fill(&self, n: i64) {
+        for i in 1..=n {
+            let recorded = self.log.record(entry(i)).await.unwrap();
+            assert_eq!(recorded.seq, i);
+        }
+        self.log.checkpoint().await.unwrap();
+    }
+
+    async fn findings(&self) -> Vec<Finding> {
+        let (entries, checkpoints) = audit::load(&self.store).await.unwrap();
+        audit::verify(
+            &entries,
+            &checkpoints,
+            &self.log.signing_key().verifying_key(),
+        )
+    }
+
+    async fn sql(&self, sql: &str) {
+        store::sqlx::query(sql)
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_honest_log_verifies_and_is_checkpointed() {
+    let log = open_log(None).await;
+    log.fill(10).await;
+    assert_eq!(log.findings().await, vec![]);
+    let checkpoints = log.store.audit_checkpoints().await.unwrap();
+    assert!(checkpoints.iter().any(|c| c.size == 4), "{checkpoints:?}");
+    assert_eq!(checkpoints.last().unwrap().size, 10);
+    let proof = audit::inclusion_proof(&log.store, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((proof.seq, proof.tree_size), (7, 10));
+}
+
+#[tokio::test]
+async fn an_edited_field_is_found() {
+    let log = open_log(None).await;
+    log.fill(8).await;
+    log.sql("UPDATE audit_entries SET status = 500 WHERE seq = 3")
+        .await;
+    assert_eq!(
+        log.findings().await.first(),
+        Some(&Finding::Edited { seq: 3 })
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_row_is_found() {
+    let log = open_log(None).await;
+    log.fill(8).await;
+    log.sql("DELETE FROM audit_entries WHERE seq = 4").await;
+    assert_eq!(
+        log.findings().await.first(),
+        Some(&Finding::Deleted { seq: 4 })
+    );
+}
+
+#[tokio::test]
+async fn swapped_rows_are_found() {
+    let log = open_log(None).await;
+    log.fill(8).await;
+    let a = log.store.audit_entry(5).await.unwrap().unwrap();
+    let b = log.store.audit_entry(6).await.unwrap().unwrap();
+    for (seq, from) in [(5, &b), (6, &a)] {
+        store::sqlx::query(
+            "UPDATE audit_entries SET recorded_at = $1, latency_ms = $2, request_id = $3, \
+             input_sha256 = $4, output_sha256 = $5, prev_hash = $6, entry_hash = $7 WHERE seq = $8",
+        )
+        .bind(from.entry.recorded_at)
+        .bind(from.entry.latency_ms)
+        .bind(from.entry.request_id.clone())
+        .bind(from.entry.input_sha256.clone())
+        .bind(from.entry.output_sha256.clone())
+        .bind(from.prev_hash.clone())
+        .bind(from.entry_hash.clone())
+        .bind(seq)
+        .execute(log.store.pool())
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        log.findings().await.first(),
+        Some(&Finding::Reordered {
+            seq: 5,
+            belongs_at: 6
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_found() {
+    let log = open_log(None).await;
+    log.fill(8).await;
+    // A careful attacker also rewinds the head, so only the checkpoint remembers.
+    log.sql("DELETE FROM audit_entries WHERE seq > 6").await;
+    let findings = log.findings().await;
+    assert_eq!(
+        findings.first(),
+        Some(&Finding::Truncated {
+            checkpoint_size: 8,
+            entries: 6
+        }),
+        "{findings:?}"
+    );
+    assert!(findings[0].to_string().contains("entry 7"));
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_is_caught_by_the_checkpoints() {
+    let log = open_log(None).await;
+    log.fill(8).await;
+    // Rewrite entry 2 and recompute every later link: the chain is whole again, but
+    // no longer what the checkpoints signed.
+    let (mut entries, checkpoints) = audit::load(&log.store).await.unwrap();
+    entries[1].status = 403;
+    let mut prev = entries[0].entry_hash.clone();
+    for e in entries.iter_mut().skip(1) {
+        e.prev_hash = prev.clone();
+        e.entry_hash = audit::entry_hash(e.seq, &prev, &e.fields()).unwrap();
+        prev = e.entry_hash.clone();
+    }
+    let findings = audit::verify(
+        &entries,
+        &checkpoints,
+        &log.log.signing_key().verifying_key(),
+    );
+    assert_eq!(
+        findings.first(),
+        Some(&Finding::CheckpointMismatch {
+            size: 4,
+            after_good_size: 0
+        }),
+        "{findings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fork_is_found() {
+    let a = open_log(None).await;
+    let b = open_log(Some(&a.pem)).await;
+    a.fill(3).await;
+    b.log.record(entry(1)).await.unwrap();
+    let mut other = entry(2);
+    other.status = 404;
+    b.log.record(other).await.unwrap();
+    b.log.record(entry(3)).await.unwrap();
+    b.log.checkpoint().await.unwrap();
+    let (entries, mut checkpoints) = audit::load(&a.store).await.unwrap();
+    checkpoints.extend(b.store.audit_checkpoints().await.unwrap());
+    let findings = audit::verify(&entries, &checkpoints, &a.log.signing_key().verifying_key());
+    assert!(
+        findings.contains(&Finding::Fork {
+            old_size: 3,
+            new_size: 3
+        }),
+        "{findings:?}"
+    );
+    // B's entries against A's checkpoint name entry 2 as the first that differs.
+    let (entries_b, _) = audit::load(&b.store).await.unwrap();
+    let a_checkpoints = a.store.audit_checkpoints().await.unwrap();
+    let findings = audit::verify(
+        &entries_b,
+        &a_checkpoints,
+        &a.log.signing_key().verifying_key(),
+    );
+    assert!(!findings.is_empty());
+}
+
+#[tokio::test]
+async fn a_checkpoint_signed_by_another_key_is_found() {
+    let log = open_log(None).await;
+    log.fill(4).await;
+    let (entries, checkpoints) = audit::load(&log.store).await.unwrap();
+    let other = SigningKey::generate().verifying_key();
+    assert_eq!(
+        audit::verify(&entries, &checkpoints, &other).first(),
+        Some(&Finding::BadSignature { size: 4 })
+    );
+}
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_tampering_in_it_is_found() {
+    let log = open_log(None).await;
+    log.fill(6).await;
+    let mut out = Vec::new();
+    let public = log.log.signing_key().public_key_pem();
+    assert_eq!(
+        audit::export(&log.store, &public, &mut out).await.unwrap(),
+        6
+    );
+    let text = String::from_utf8(out).unwrap();
+    let parsed = audit::parse_export(&text).unwrap();
+    let pem = parsed.public_key_pem.unwrap();
+    let key = crypto::signing::VerifyingKey::from_public_key_pem(&pem).unwrap();
+    assert_eq!(
+        audit::verify(&parsed.entries, &parsed.checkpoints, &key),
+        vec![]
+    );
+
+    // Alter the second line only: entry 2.
+    let tampered: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            1 => line.replace("\"status\":200", "\"status\":201"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    let tampered = tampered.join("\n");
+    let parsed = audit::parse_export(&tampered).unwrap();
+    assert_eq!(
+        audit::verify(&parsed.entries, &parsed.checkpoints, &key).first(),
+        Some(&Finding::Edited { seq: 2 })
+    );
+}
+
+#[tokio::test]
+async fn receipts_verify_and_fail_on_any_altered_field() {
+    let log = open_log(None).await;
+    let recorded = log.log.record(entry(1)).await.unwrap();
+    let receipt = audit::receipt(&recorded, log.log.signing_key());
+    let key = log.log.signing_key().verifying_key();
+    receipt.verify(&key).unwrap();
+    let fields: Vec<String> = receipt
+        .payload
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(fields.len() >= 10, "{fields:?}");
+    for field in fields {
+        let mut altered = receipt.clone();
+        altered.payload[&field] = serde_json::json!("altered");
+        assert!(
+            altered.verify(&key).is_err(),
+            "altering {field} went unnoticed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_is_an_error() {
+    let log = open_log(None).await;
+    log.fill(2).await;
+    log.sql("DROP TABLE audit_entries").await;
+    assert!(log.log.record(entry(3)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_malformed_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(audit::SIGNING_KEY_FILE);
+    let key = audit::load_or_create_signing_key(&path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = audit::load_or_create_signing_key(&path).unwrap();
+    assert_eq!(key.key_id(), again.key_id());
+    std::fs::write(&path, "not a key").unwrap();
+    assert!(audit::load_or_create_signing_key(&path).is_err());
+}
+
+#[tokio::test]
+async fn two_logs_on_one_postgres_form_one_chain() {
+    let pg = testkit::postgres::TempPostgres::start_async()
+        .await
+        .unwrap();
+    let url = pg.url();
+    let key = SigningKey::generate();
+    let pem = key.to_pkcs8_pem().unwrap().expose().to_string();
+    let mut logs = Vec::new();
+    for _ in 0..2 {
+        let store = Store::connect(&url).await.unwrap();
+        logs.push(AuditLog::with_config(
+            store,
+            SigningKey::from_pkcs8_pem(&pem).unwrap(),
+            config(),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        for n in 0..40 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                log.record(entry(i as i64 * 1000 + n)).await.unwrap().seq
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+    for log in &logs {
+        log.checkpoint().await.unwrap();
+    }
+    let store = logs[0].store();
+    let (entries, checkpoints) = audit::load(store).await.unwrap();
+    assert_eq!(entries.len(), 80);
+    assert_eq!(
+        audit::verify(&entries, &checkpoints, &key.verifying_key()),
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn the_writer_refuses_to_seal_a_tampered_chain() {
+    let log = open_log(None).await;
+    for i in 1..=3 {
+        log.log.record(entry(i)).await.unwrap();
+    }
+    log.sql("UPDATE audit_entries SET status = 201 WHERE seq = 2")
+        .await;
+    assert!(log.log.checkpoint().await.is_err());
+    assert!(log.store.audit_checkpoints().await.unwrap().is_empty());
+}

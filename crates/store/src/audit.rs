@@ -1,0 +1,246 @@
+//! Audit log rows: appends serialised through the one-row `audit_head` table, reads
+//! for verification and for the audit API, and signed checkpoints.
+//!
+//! The store knows nothing of hashing: [`Store::append_audit`] asks its caller for
+//! each entry's link while holding the head lock, so the chain stays one chain even
+//! when several processes append to one PostgreSQL.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// An entry before it has a place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewAuditEntry {
+    pub recorded_at: i64,
+    pub tenant: Option<String>,
+    pub key_id: Option<String>,
+    pub action: String,
+    pub resource: String,
+    pub status: i64,
+    pub latency_ms: i64,
+    pub request_id: Option<String>,
+    pub input_sha256: Option<String>,
+    pub output_sha256: Option<String>,
+    pub model_digest: Option<String>,
+}
+
+/// A stored entry: its fields, its position and its chain links (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub entry: NewAuditEntry,
+    pub prev_hash: String,
+    pub entry_hash: String,
+}
+
+/// A stored signed checkpoint; `root` hex, `signature` base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRecord {
+    pub size: i64,
+    pub root: String,
+    pub signed_at: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+/// Which entries [`Store::list_audit`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this tenant's entries; `None` for all (admins).
+    pub tenant: Option<String>,
+    /// Entries with `seq` above this.
+    pub since_seq: i64,
+    pub action: Option<String>,
+    pub limit: i64,
+}
+
+const COLUMNS: &str = "seq, recorded_at, tenant, key_id, action, resource, status, latency_ms, \
+     request_id, input_sha256, output_sha256, model_digest, prev_hash, entry_hash";
+
+impl AuditRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: row.try_get("seq")?,
+            entry: NewAuditEntry {
+                recorded_at: row.try_get("recorded_at")?,
+                tenant: row.try_get("tenant")?,
+                key_id: row.try_get("key_id")?,
+                action: row.try_get("action")?,
+                resource: row.try_get("resource")?,
+                status: row.try_get("status")?,
+                latency_ms: row.try_get("latency_ms")?,
+                request_id: row.try_get("request_id")?,
+                input_sha256: row.try_get("input_sha256")?,
+                output_sha256: row.try_get("output_sha256")?,
+                model_digest: row.try_get("model_digest")?,
+            },
+            prev_hash: row.try_get("prev_hash")?,
+            entry_hash: row.try_get("entry_hash")?,
+        })
+    }
+}
+
+impl CheckpointRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            size: row.try_get("size")?,
+            root: row.try_get("root")?,
+            signed_at: row.try_get("signed_at")?,
+            key_id: row.try_get("key_id")?,
+            signature: row.try_get("signature")?,
+        })
+    }
+}
+
+impl Store {
+    /// Appends `entries` in one transaction, in order. `link(seq, prev_hash, entry)`
+    /// returns the entry's hash (hex); it runs while the head row is locked, so no
+    /// other append can interleave. Either every entry is committed or none is; an
+    /// error from `link` rolls the whole batch back.
+    pub async fn append_audit<F>(
+        &self,
+        entries: &[NewAuditEntry],
+        mut link: F,
+    ) -> Result<Vec<AuditRecord>, StoreError>
+    where
+        F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
+    {
+        let mut tx = self.pool.begin().await?;
+        // Writing first takes the lock: a row lock on PostgreSQL, the database write
+        // lock on SQLite (a deferred transaction that read first could not upgrade).
+        sqlx::query("UPDATE audit_head SET size = size WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT size, last_hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut size: i64 = row.try_get("size")?;
+        let mut prev: String = row.try_get("last_hash")?;
+        let insert = format!(
+            "INSERT INTO audit_entries ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        );
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let seq = size + 1;
+            let entry_hash = link(seq, &prev, entry)?;
+            sqlx::query(&insert)
+                .bind(seq)
+                .bind(entry.recorded_at)
+                .bind(entry.tenant.clone())
+                .bind(entry.key_id.clone())
+                .bind(entry.action.clone())
+                .bind(entry.resource.clone())
+                .bind(entry.status)
+                .bind(entry.latency_ms)
+                .bind(entry.request_id.clone())
+                .bind(entry.input_sha256.clone())
+                .bind(entry.output_sha256.clone())
+                .bind(entry.model_digest.clone())
+                .bind(prev.clone())
+                .bind(entry_hash.clone())
+                .execute(&mut *tx)
+                .await?;
+            records.push(AuditRecord {
+                seq,
+                entry: entry.clone(),
+                prev_hash: std::mem::replace(&mut prev, entry_hash.clone()),
+                entry_hash,
+            });
+            size = seq;
+        }
+        sqlx::query("UPDATE audit_head SET size = $1, last_hash = $2 WHERE id = 1")
+            .bind(size)
+            .bind(prev)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    /// Entries with `from <= seq`, in `seq` order, at most `limit`.
+    pub async fn audit_entries(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(AuditRecord::from_row).collect()
+    }
+
+    /// One entry by its sequence number.
+    pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE seq = $1");
+        let row = sqlx::query(&sql)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(AuditRecord::from_row).transpose()
+    }
+
+    /// Entries matching `filter`, in `seq` order.
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        // Built per filter rather than `$2 IS NULL OR …`, which PostgreSQL cannot type.
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_entries WHERE seq > $1");
+        let mut n = 1;
+        for (column, value) in [("tenant", &filter.tenant), ("action", &filter.action)] {
+            if value.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND {column} = ${n}"));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", n + 1));
+        let mut query = sqlx::query(&sql).bind(filter.since_seq);
+        for value in [&filter.tenant, &filter.action].into_iter().flatten() {
+            query = query.bind(value.clone());
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
+        rows.iter().map(AuditRecord::from_row).collect()
+    }
+
+    /// Stores a checkpoint; a second one at the same size (another replica sealed
+    /// the same head) is ignored.
+    pub async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root, signed_at, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(checkpoint.size)
+        .bind(checkpoint.root.clone())
+        .bind(checkpoint.signed_at)
+        .bind(checkpoint.key_id.clone())
+        .bind(checkpoint.signature.clone())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// All checkpoints, smallest first.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints ORDER BY size",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(CheckpointRecord::from_row).collect()
+    }
+
+    /// The checkpoint with the largest size, if any.
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints \
+             ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CheckpointRecord::from_row).transpose()
+    }
+}
