@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Requests that may wait per loaded model before new ones get 503
     #[arg(long, env = "CHARTER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// Do not keep the audit log (only for measuring its cost; nothing is recorded)
+    #[arg(long, env = "CHARTER_NO_AUDIT")]
+    pub no_audit: bool,
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long, env = "CHARTER_DRAIN_SECS", default_value_t = 25)]
     pub drain_secs: u64,
@@ -81,6 +84,14 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         config,
         Some(render),
     );
+    if args.no_audit {
+        tracing::warn!("the audit log is off: requests are not recorded and carry no receipts");
+    } else {
+        let key_file = context.storage.data_dir.join(governance::audit::SIGNING_KEY_FILE);
+        let key = governance::audit::load_or_create_signing_key(&key_file)
+            .with_context(|| format!("cannot load the audit signing key {}", key_file.display()))?;
+        state.set_audit(governance::audit::AuditLog::open(services.store.clone(), key));
+    }
     let app = api::router(state.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
