@@ -1,5 +1,5 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, models and model versions.
+//! tenants, API keys, data keys, models and model versions.
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -10,6 +10,7 @@
 //! visibility (own records, shared models, everything for admins) is decided here once,
 //! not in each handler.
 
+mod data_keys;
 mod keys;
 mod models;
 mod tenants;
@@ -24,6 +25,7 @@ use types::TenantName;
 /// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
 pub use sqlx;
 
+pub use data_keys::DataKeyRecord;
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;
@@ -121,9 +123,12 @@ impl Store {
                 Box::pin(async move {
                     // Durability over speed: a committed import must survive a power cut.
                     // busy_timeout lets concurrent writers queue instead of failing.
+                    // secure_delete zeroes deleted content (erased keys and payloads)
+                    // instead of leaving it in free pages.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; \
+                         PRAGMA secure_delete = ON;",
                     )
                     .await?;
                     Ok(())
