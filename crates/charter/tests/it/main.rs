@@ -1,0 +1,3 @@
+//! `charter` binary tests: the real executable started as a child process.
+
+mod tls;
