@@ -360,3 +360,41 @@ async fn gc_reclaims_the_blobs_of_a_deleted_tenant() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn keys_are_created_rotated_and_shredded_on_postgres() {
+    let t = TestRegistry::postgres().await;
+    let store = t.registry.store().clone();
+    let gone = tenant("gone");
+    store.create_tenant(&gone, false).await.unwrap();
+    let folder = t.folder("tiny");
+    write_tiny_model(&folder, 6);
+    let version = t
+        .registry
+        .import_dir(&folder, request("gone", "m"))
+        .await
+        .unwrap();
+    let record = store.live_data_key(&gone).await.unwrap().unwrap();
+    assert_eq!(record.master_version, 1);
+    let report = t.registry.rewrap_data_keys().await.unwrap();
+    assert_eq!((report.rewrapped, report.already_current), (0, 1));
+    assert!(t.registry.file_bytes(&version, "config.json").await.is_ok());
+
+    t.registry
+        .remove(&"m".parse().unwrap(), &Caller::tenant(gone.clone()))
+        .await
+        .unwrap();
+    store.delete_tenant(&gone).await.unwrap();
+    assert!(store.live_data_key(&gone).await.unwrap().is_none());
+    assert!(store.live_data_keys().await.unwrap().is_empty());
+    assert!(matches!(
+        t.registry.file_bytes(&version, "config.json").await,
+        Err(RegistryError::NotFound(_))
+    ));
+    // A re-created tenant gets a fresh key, not the destroyed one.
+    store.create_tenant(&gone, false).await.unwrap();
+    t.registry.tenant_key(&gone).await.unwrap();
+    let fresh = store.live_data_key(&gone).await.unwrap().unwrap();
+    assert_ne!(fresh.id, record.id);
+    assert_ne!(fresh.wrapped, record.wrapped);
+}
