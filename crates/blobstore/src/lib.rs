@@ -20,6 +20,7 @@
 
 mod digest;
 mod fs;
+mod spool;
 mod verify;
 
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -254,6 +255,50 @@ impl BlobStore {
         Ok(BlobInfo { digest, size })
     }
 
+    /// Stores a stream that cannot be re-read (an upload body), sealed for the key's
+    /// tenant. The digest must be known before sealing, so the stream is first spooled
+    /// to a temp file encrypted under a throwaway in-memory AES-256-GCM key (counter
+    /// nonces), then sealed from there: plaintext never touches the disk. Refuses with
+    /// `TooLarge` (storing nothing) past `max_bytes`.
+    pub fn put_stream(
+        &self,
+        key: &TenantKey,
+        reader: &mut dyn Read,
+        max_bytes: Option<u64>,
+    ) -> Result<BlobInfo, BlobError> {
+        let mut spool = spool::Spool::new(self.backend.temp_file()?);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut chunk = zeroize::Zeroizing::new(vec![0u8; spool::CHUNK_BYTES]);
+        loop {
+            let n = read_full(reader, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if let Some(limit) = max_bytes {
+                if size > limit {
+                    return Err(BlobError::TooLarge { limit });
+                }
+            }
+            hasher.update(&chunk[..n]);
+            spool.write_chunk(&chunk[..n])?;
+        }
+        let digest = Digest::from_hasher(hasher);
+        if self.backend.touch(&key.tenant, &digest)? {
+            return Ok(BlobInfo { digest, size });
+        }
+        let mut plaintext = spool.into_reader()?;
+        self.put_reader(key, &mut plaintext, Some(size))
+            .and_then(|info| {
+                if info.digest == digest {
+                    Ok(info)
+                } else {
+                    Err(BlobError::ContentChanged)
+                }
+            })
+    }
+
     /// Stores the file at `path`.
     pub fn put_file(
         &self,
@@ -397,6 +442,20 @@ fn hash_reader<R: Read + ?Sized>(
         hasher.update(&buffer[..n]);
     }
     Ok((Digest::from_hasher(hasher), size))
+}
+
+/// Reads until `buf` is full or EOF; returns the number of bytes read.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 fn crypto_io(error: CryptoError) -> io::Error {

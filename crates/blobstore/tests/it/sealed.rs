@@ -264,3 +264,73 @@ fn stray_files_are_not_listed_and_urls_parse() {
         Err(BlobError::Unsupported(_))
     ));
 }
+
+/// A reader that cannot seek, yielding odd-sized reads, and that can look into the
+/// store's temp dir while the spool is being written.
+struct Upload {
+    data: Vec<u8>,
+    position: usize,
+    temp_dir: PathBuf,
+    spool_seen_without_canary: bool,
+}
+
+impl std::io::Read for Upload {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.position > 1_500_000 && !self.spool_seen_without_canary {
+            // Mid-stream, the spool holds more than one chunk: none of it is plaintext.
+            for entry in std::fs::read_dir(&self.temp_dir).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                assert!(!contains(&bytes, b"CANARY-5e2b"), "plaintext in the spool");
+                self.spool_seen_without_canary |= bytes.len() > 1_000_000;
+            }
+        }
+        let n = out.len().min(7_919).min(self.data.len() - self.position);
+        out[..n].copy_from_slice(&self.data[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn streams_that_cannot_seek_are_spooled_encrypted() {
+    let dir = testkit::tempdir::tempdir("blobs").unwrap();
+    let blobs = open(dir.path(), keyring());
+    let acme = key(&blobs, "acme");
+    let data: Vec<u8> = b"CANARY-5e2b upload body "
+        .iter()
+        .copied()
+        .cycle()
+        .take(2_600_000)
+        .collect();
+    let mut upload = Upload {
+        data: data.clone(),
+        position: 0,
+        temp_dir: dir.path().join("tmp"),
+        spool_seen_without_canary: false,
+    };
+    let info = blobs.put_stream(&acme, &mut upload, None).unwrap();
+    assert!(
+        upload.spool_seen_without_canary,
+        "the spool was never inspected"
+    );
+    assert_eq!(info.digest, Digest::of_bytes(&data));
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(blobs.get(&acme, &info.digest, None).unwrap(), data);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+
+    let mut small = &b"0123456789"[..];
+    assert!(matches!(
+        blobs.put_stream(&acme, &mut small, Some(9)),
+        Err(BlobError::TooLarge { limit: 9 })
+    ));
+    let mut empty = &b""[..];
+    let info = blobs.put_stream(&acme, &mut empty, None).unwrap();
+    assert_eq!(blobs.get(&acme, &info.digest, None).unwrap(), b"");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
