@@ -1,128 +1,120 @@
-//! The filesystem backend: `ROOT/sha256/<hex[0..2]>/<hex>`, written through a temp file
-//! in `ROOT/tmp` (same filesystem, so the final rename is atomic), fsynced file and
-//! directory, so a crash never leaves a partial blob under its address.
+//! The filesystem backend: `ROOT/tenants/<tenant>/sha256/<hex[0..2]>/<hex>`, written
+//! through a temp file in `ROOT/tmp` (same filesystem, so the final rename is atomic),
+//! fsynced file and directory, so a crash never leaves a partial blob under its address.
+//!
+//! This backend stores whatever bytes it is given and never sees plaintext: the only
+//! caller is [`crate::BlobStore`], which hands it sealed blobs. It is private to the
+//! crate so nothing else can write around the encryption.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest as _, Sha256};
+use tempfile::NamedTempFile;
+use types::TenantName;
 
-use crate::verify::VerifyingReader;
-use crate::{BlobEntry, BlobError, BlobInfo, BlobStore, Digest};
+use crate::{BlobEntry, BlobError, Digest};
 
 /// Temp files older than this are leftovers of a crashed writer; younger ones may belong
 /// to a writer in another process sharing the directory.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug)]
-pub(crate) struct FsBlobStore {
+pub(crate) struct FsBackend {
     root: PathBuf,
 }
 
-impl FsBlobStore {
-    pub(crate) fn open(root: &Path) -> Result<FsBlobStore, BlobError> {
-        let store = FsBlobStore {
+impl FsBackend {
+    pub(crate) fn open(root: &Path) -> Result<FsBackend, BlobError> {
+        let backend = FsBackend {
             root: root.to_owned(),
         };
-        fs::create_dir_all(store.blobs_dir())?;
-        fs::create_dir_all(store.temp_dir())?;
-        store.remove_stale_temp_files();
-        Ok(store)
+        fs::create_dir_all(backend.tenants_dir())?;
+        fs::create_dir_all(backend.temp_dir())?;
+        backend.remove_stale_temp_files();
+        Ok(backend)
     }
 
-    fn blobs_dir(&self) -> PathBuf {
-        self.root.join("sha256")
+    fn tenants_dir(&self) -> PathBuf {
+        self.root.join("tenants")
     }
 
     fn temp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
-    fn path_of(&self, digest: &Digest) -> PathBuf {
-        self.blobs_dir()
+    /// `TenantName` is validated as a safe path component, `Digest` as 64 hex digits.
+    fn tenant_dir(&self, tenant: &TenantName) -> PathBuf {
+        self.tenants_dir().join(tenant.as_str())
+    }
+
+    fn path_of(&self, tenant: &TenantName, digest: &Digest) -> PathBuf {
+        self.tenant_dir(tenant)
+            .join("sha256")
             .join(&digest.as_str()[..2])
             .join(digest.as_str())
     }
 
-    fn remove_stale_temp_files(&self) {
-        let Ok(entries) = fs::read_dir(self.temp_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|age| age > STALE_TEMP_AGE);
-            if stale {
-                let _ = fs::remove_file(entry.path());
+    /// A new temp file for a blob being written; removed on drop unless committed.
+    pub(crate) fn temp_file(&self) -> Result<NamedTempFile, BlobError> {
+        Ok(tempfile::Builder::new()
+            .prefix("put-")
+            .tempfile_in(self.temp_dir())?)
+    }
+
+    /// Refreshes the modification time of an existing blob so garbage collection, which
+    /// spares young blobs, does not delete a blob that an import in progress is about to
+    /// reference. `false` when the blob does not exist.
+    pub(crate) fn touch(&self, tenant: &TenantName, digest: &Digest) -> Result<bool, BlobError> {
+        match File::options()
+            .write(true)
+            .open(self.path_of(tenant, digest))
+        {
+            Ok(file) => {
+                file.set_modified(SystemTime::now())?;
+                Ok(true)
             }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
-}
 
-impl BlobStore for FsBlobStore {
-    fn put_reader(
+    /// Publishes a fully written and synced temp file under its address.
+    pub(crate) fn commit(
         &self,
-        reader: &mut dyn Read,
-        max_bytes: Option<u64>,
-    ) -> Result<BlobInfo, BlobError> {
-        // The temp file is removed on every early return by its Drop.
-        let mut temp = tempfile::Builder::new()
-            .prefix("put-")
-            .tempfile_in(self.temp_dir())?;
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let n = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            size += n as u64;
-            if let Some(limit) = max_bytes {
-                if size > limit {
-                    return Err(BlobError::TooLarge { limit });
-                }
-            }
-            hasher.update(&buffer[..n]);
-            temp.write_all(&buffer[..n])?;
-        }
-        temp.as_file().sync_all()?;
-        let digest = Digest::from_hasher(hasher);
-        let path = self.path_of(&digest);
-        if path.is_file() {
-            // Refresh the time so garbage collection, which spares young blobs, does not
-            // delete a blob that an import in progress is about to reference.
-            File::options()
-                .write(true)
-                .open(&path)?
-                .set_modified(SystemTime::now())?;
-            return Ok(BlobInfo { digest, size });
-        }
+        temp: NamedTempFile,
+        tenant: &TenantName,
+        digest: &Digest,
+    ) -> Result<(), BlobError> {
+        let path = self.path_of(tenant, digest);
         let dir = path
             .parent()
             .expect("blob paths have a parent: this is a bug");
         if !dir.is_dir() {
             fs::create_dir_all(dir)?;
-            sync_dir(&self.blobs_dir())?;
+            // Make every new level durable: tenants/<t>, sha256, the prefix.
+            let mut level = dir;
+            while let Some(parent) = level.parent() {
+                sync_dir(parent)?;
+                if parent == self.tenants_dir() {
+                    break;
+                }
+                level = parent;
+            }
         }
         temp.persist(&path).map_err(|e| BlobError::Io(e.error))?;
         sync_dir(dir)?;
-        Ok(BlobInfo { digest, size })
+        Ok(())
     }
 
-    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BlobError> {
-        match File::open(self.path_of(digest)) {
-            Ok(file) => Ok(Box::new(VerifyingReader::new(
-                io::BufReader::with_capacity(256 * 1024, file),
-                digest.clone(),
-            ))),
+    pub(crate) fn open_file(
+        &self,
+        tenant: &TenantName,
+        digest: &Digest,
+    ) -> Result<File, BlobError> {
+        match File::open(self.path_of(tenant, digest)) {
+            Ok(file) => Ok(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(BlobError::NotFound(digest.clone()))
             }
@@ -130,12 +122,12 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    fn exists(&self, digest: &Digest) -> Result<bool, BlobError> {
-        Ok(self.path_of(digest).try_exists()?)
+    pub(crate) fn exists(&self, tenant: &TenantName, digest: &Digest) -> Result<bool, BlobError> {
+        Ok(self.path_of(tenant, digest).try_exists()?)
     }
 
-    fn delete(&self, digest: &Digest) -> Result<bool, BlobError> {
-        let path = self.path_of(digest);
+    pub(crate) fn delete(&self, tenant: &TenantName, digest: &Digest) -> Result<bool, BlobError> {
+        let path = self.path_of(tenant, digest);
         match fs::remove_file(&path) {
             Ok(()) => {
                 if let Some(dir) = path.parent() {
@@ -148,9 +140,36 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    fn list(&self) -> Result<Vec<BlobEntry>, BlobError> {
+    /// Tenants that have a blob directory, by name; directories whose name is not a
+    /// valid tenant name are not ours and are skipped.
+    pub(crate) fn tenants(&self) -> Result<Vec<TenantName>, BlobError> {
+        let mut tenants = Vec::new();
+        for entry in fs::read_dir(self.tenants_dir())? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            if let Some(tenant) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| TenantName::try_from(name).ok())
+            {
+                tenants.push(tenant);
+            }
+        }
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    pub(crate) fn list(&self, tenant: &TenantName) -> Result<Vec<BlobEntry>, BlobError> {
+        let blobs_dir = self.tenant_dir(tenant).join("sha256");
+        let prefixes = match fs::read_dir(&blobs_dir) {
+            Ok(prefixes) => prefixes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut entries = Vec::new();
-        for prefix in fs::read_dir(self.blobs_dir())? {
+        for prefix in prefixes {
             let prefix = prefix?;
             if !prefix.file_type()?.is_dir() {
                 continue;
@@ -170,6 +189,7 @@ impl BlobStore for FsBlobStore {
                     continue;
                 }
                 entries.push(BlobEntry {
+                    tenant: tenant.clone(),
                     digest,
                     size: metadata.len(),
                     modified: metadata.modified()?,
@@ -178,6 +198,48 @@ impl BlobStore for FsBlobStore {
         }
         entries.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(entries)
+    }
+
+    /// Removes the tenant's directory if nothing is left in it but empty directories.
+    pub(crate) fn remove_empty_tenant_dir(&self, tenant: &TenantName) -> Result<(), BlobError> {
+        fn remove_empty(dir: &Path) -> io::Result<bool> {
+            let mut empty = true;
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    empty &= remove_empty(&entry.path())?;
+                } else {
+                    empty = false;
+                }
+            }
+            if empty {
+                fs::remove_dir(dir)?;
+            }
+            Ok(empty)
+        }
+        let dir = self.tenant_dir(tenant);
+        match remove_empty(&dir) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(self.temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP_AGE);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 }
 

@@ -1,78 +1,55 @@
-//! A reader that hashes what passes through it and fails at the end on a mismatch.
+//! A reader over a sealed blob that reports authentication failures as a typed
+//! integrity error carrying the blob's digest.
 
 use std::io::{self, Read};
 
-use sha2::{Digest as _, Sha256};
+use crypto::CryptoError;
 
 use crate::Digest;
 
 /// Carried inside an `io::Error` so `Read` users see the failure where it happens.
 #[derive(Debug, thiserror::Error)]
-#[error("blob {expected} failed its integrity check (content hashes to {actual})")]
+#[error("blob {digest} failed its integrity check")]
 struct IntegrityFailure {
-    expected: Digest,
-    actual: Digest,
+    digest: Digest,
 }
 
-pub(crate) struct VerifyingReader<R> {
+/// Maps the opener's errors: an authentication failure (altered, truncated, extended,
+/// moved to another tenant, or under another key) becomes [`IntegrityFailure`]; plain
+/// I/O errors stay what they are.
+pub(crate) struct SealedReader<R> {
     inner: R,
-    hasher: Option<Sha256>,
-    expected: Digest,
-    /// The mismatch once found, so every later read fails too.
-    failed: Option<Digest>,
+    digest: Digest,
 }
 
-impl<R: Read> VerifyingReader<R> {
-    pub(crate) fn new(inner: R, expected: Digest) -> Self {
-        Self {
-            inner,
-            hasher: Some(Sha256::new()),
-            expected,
-            failed: None,
-        }
+impl<R: Read> SealedReader<R> {
+    pub(crate) fn new(inner: R, digest: Digest) -> Self {
+        Self { inner, digest }
     }
 }
 
-impl<R: Read> Read for VerifyingReader<R> {
+impl<R: Read> Read for SealedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(actual) = &self.failed {
-            return Err(self.failure(actual.clone()));
-        }
-        let n = self.inner.read(buf)?;
-        match (n, &mut self.hasher) {
-            (0, hasher @ Some(_)) if !buf.is_empty() => {
-                let hasher = hasher.take().expect("matched Some: this is a bug");
-                let actual = Digest::from_hasher(hasher);
-                if actual != self.expected {
-                    self.failed = Some(actual.clone());
-                    return Err(self.failure(actual));
-                }
-                Ok(0)
-            }
-            (n, Some(hasher)) => {
-                hasher.update(&buf[..n]);
-                Ok(n)
-            }
-            // Reading past a verified end.
-            (n, None) => Ok(n),
-        }
+        self.inner
+            .read(buf)
+            .map_err(|error| match CryptoError::from(error) {
+                CryptoError::Io(error) => error,
+                _ => integrity_error(&self.digest),
+            })
     }
 }
 
-impl<R> VerifyingReader<R> {
-    fn failure(&self, actual: Digest) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            IntegrityFailure {
-                expected: self.expected.clone(),
-                actual,
-            },
-        )
-    }
+pub(crate) fn integrity_error(digest: &Digest) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        IntegrityFailure {
+            digest: digest.clone(),
+        },
+    )
 }
 
-/// The digests of an integrity failure wrapped in `error`, if it is one.
-pub(crate) fn integrity_of(error: &io::Error) -> Option<(Digest, Digest)> {
+/// The digest of an integrity failure wrapped in `error`, if it is one.
+pub(crate) fn integrity_of(error: &io::Error) -> Option<Digest> {
     let failure = error.get_ref()?.downcast_ref::<IntegrityFailure>()?;
-    Some((failure.expected.clone(), failure.actual.clone()))
+    Some(failure.digest.clone())
 }

@@ -9,9 +9,14 @@
 //! row with its manifest is committed in one transaction. A crash before the commit leaves
 //! unreferenced blobs that [`Registry::gc`] removes; it never leaves a partial version.
 //!
+//! Every blob is sealed under the data key of the tenant that owns the version (see
+//! [`keys`]): imports, checkouts and file reads fetch that key first, and garbage
+//! collection works tenant by tenant.
+//!
 //! Blob I/O is blocking and runs on `spawn_blocking`; the methods here are async.
 
 mod error;
+pub mod keys;
 mod safetensors_check;
 mod scan;
 mod unpack;
@@ -21,10 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use blobstore::{BlobStore, Digest};
+use blobstore::{BlobError, BlobStore, Digest, TenantKey};
 use types::{ModelName, ModelRef, TenantName};
 
 pub use error::{ImportError, RegistryError};
+pub use keys::RotationReport;
 pub use store::{Caller, Manifest, ManifestFile, ModelCard, ModelRecord, VersionRecord};
 
 use store::{NewVersion, Store};
@@ -68,7 +74,7 @@ pub enum Removed {
 /// What [`Registry::gc`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
-    pub deleted: Vec<Digest>,
+    pub deleted: Vec<(TenantName, Digest)>,
     pub freed_bytes: u64,
     /// Unreferenced blobs spared because they are younger than the grace period.
     pub spared_young: usize,
@@ -78,13 +84,15 @@ pub struct GcReport {
 #[derive(Debug, Clone)]
 pub struct Registry {
     store: Store,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Arc<BlobStore>,
+    keys: keys::TenantKeys,
     scratch_dir: Option<PathBuf>,
 }
 
 impl Registry {
-    pub fn new(store: Store, blobs: Arc<dyn BlobStore>) -> Registry {
+    pub fn new(store: Store, blobs: Arc<BlobStore>) -> Registry {
         Registry {
+            keys: keys::TenantKeys::new(store.clone(), blobs.clone()),
             store,
             blobs,
             scratch_dir: None,
@@ -102,8 +110,20 @@ impl Registry {
         &self.store
     }
 
-    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+    pub fn blobs(&self) -> &Arc<BlobStore> {
         &self.blobs
+    }
+
+    /// The data key of `tenant`, created (and stored wrapped) on first use. Other blob
+    /// users (datasets, checkpoints, payloads) take their key from here too.
+    pub async fn tenant_key(&self, tenant: &TenantName) -> Result<TenantKey, RegistryError> {
+        self.keys.get(tenant).await
+    }
+
+    /// Rewraps every live data key under the blob store's active master key; blobs
+    /// are untouched (`charter keys rotate-master`).
+    pub async fn rewrap_data_keys(&self) -> Result<RotationReport, RegistryError> {
+        self.keys.rewrap_all().await
     }
 
     /// Imports the model folder `dir` as the next version of `request.name` in
@@ -120,9 +140,10 @@ impl Registry {
                 request.tenant
             )));
         }
+        let key = self.keys.get(&request.tenant).await?;
         let blobs = self.blobs.clone();
         let dir = dir.to_owned();
-        let manifest = blocking(move || store_folder(&blobs, &dir)).await?;
+        let manifest = blocking(move || store_folder(&blobs, &key, &dir)).await?;
         let version = self
             .store
             .insert_version(NewVersion {
@@ -242,10 +263,11 @@ impl Registry {
         version: &VersionRecord,
         dest: &Path,
     ) -> Result<(), RegistryError> {
+        let key = self.keys.get(&version.tenant).await?;
         let blobs = self.blobs.clone();
         let manifest = version.manifest.clone();
         let dest = dest.to_owned();
-        blocking(move || checkout_files(&blobs, &manifest, &dest)).await
+        blocking(move || checkout_files(&blobs, &key, &manifest, &dest)).await
     }
 
     /// The verified content of one file of `version`, e.g. `config.json`.
@@ -265,43 +287,59 @@ impl Registry {
             })?
             .clone();
         let digest = parse_digest(&file.sha256)?;
+        let key = self.keys.get(&version.tenant).await?;
         let blobs = self.blobs.clone();
-        blocking(move || Ok(blobs.get(&digest, Some(file.size))?)).await
+        blocking(move || Ok(blobs.get(&key, &digest, Some(file.size))?)).await
     }
 
-    /// Deletes blobs that no version references and that are older than `grace`. The
-    /// grace period must exceed the longest import: an import stores (or refreshes) its
-    /// blobs before it commits the version that references them.
+    /// Deletes blobs that no version of their tenant references and that are older than
+    /// `grace`, tenant by tenant. The blobs of a deleted (shredded) tenant are all
+    /// unreferenced and go too. The grace period must exceed the longest import: an
+    /// import stores (or refreshes) its blobs before it commits the version that
+    /// references them.
     pub async fn gc(&self, grace: Duration) -> Result<GcReport, RegistryError> {
-        // Referenced digests are read before the blobs are listed, so a version committed
-        // in between references blobs that were stored or refreshed recently: young.
-        let referenced = self.store.referenced_digests().await?;
         let blobs = self.blobs.clone();
-        blocking(move || {
-            let mut report = GcReport::default();
-            let now = SystemTime::now();
-            for entry in blobs.list()? {
-                if referenced.contains(entry.digest.as_str()) {
-                    continue;
+        let tenants = blocking(move || Ok(blobs.tenants()?)).await?;
+        let mut report = GcReport::default();
+        for tenant in tenants {
+            // Referenced digests are read before the blobs are listed, so a version
+            // committed in between references blobs that were stored or refreshed
+            // recently: young.
+            let referenced = self.store.referenced_digests_of(&tenant).await?;
+            let blobs = self.blobs.clone();
+            let tenant_report = blocking(move || {
+                let mut report = GcReport::default();
+                let now = SystemTime::now();
+                for entry in blobs.list(&tenant)? {
+                    if referenced.contains(entry.digest.as_str()) {
+                        continue;
+                    }
+                    let age = now.duration_since(entry.modified).unwrap_or_default();
+                    if age < grace {
+                        report.spared_young += 1;
+                        continue;
+                    }
+                    if blobs.delete(&tenant, &entry.digest)? {
+                        report.freed_bytes += entry.size;
+                        report.deleted.push((tenant.clone(), entry.digest));
+                    }
                 }
-                let age = now.duration_since(entry.modified).unwrap_or_default();
-                if age < grace {
-                    report.spared_young += 1;
-                    continue;
+                if report.spared_young == 0 && referenced.is_empty() {
+                    blobs.remove_empty_tenant(&tenant)?;
                 }
-                if blobs.delete(&entry.digest)? {
-                    report.freed_bytes += entry.size;
-                    report.deleted.push(entry.digest);
-                }
-            }
-            Ok(report)
-        })
-        .await
+                Ok(report)
+            })
+            .await?;
+            report.deleted.extend(tenant_report.deleted);
+            report.freed_bytes += tenant_report.freed_bytes;
+            report.spared_young += tenant_report.spared_young;
+        }
+        Ok(report)
     }
 }
 
 /// Scans and validates the folder, then stores every file; returns the manifest.
-fn store_folder(blobs: &Arc<dyn BlobStore>, dir: &Path) -> Result<Manifest, RegistryError> {
+fn store_folder(blobs: &BlobStore, key: &TenantKey, dir: &Path) -> Result<Manifest, RegistryError> {
     let files = scan::walk(dir)?;
     scan::validate(&files)?;
     let mut manifest = Manifest::default();
@@ -309,7 +347,14 @@ fn store_folder(blobs: &Arc<dyn BlobStore>, dir: &Path) -> Result<Manifest, Regi
         let mut handle = scan::open_same(file)?;
         // A file that grows between validation and storing is caught by the cap; one that
         // changes in place keeps its size, but the stored digest is of what was stored.
-        let info = blobs.put_reader(&mut handle, Some(file.size))?;
+        let info = blobs
+            .put_reader(key, &mut handle, Some(file.size))
+            .map_err(|error| match error {
+                BlobError::ContentChanged => RegistryError::from(ImportError::FileChanged {
+                    path: file.relative.clone(),
+                }),
+                other => other.into(),
+            })?;
         if info.size != file.size {
             return Err(ImportError::FileChanged {
                 path: file.relative.clone(),
@@ -326,7 +371,8 @@ fn store_folder(blobs: &Arc<dyn BlobStore>, dir: &Path) -> Result<Manifest, Regi
 }
 
 fn checkout_files(
-    blobs: &Arc<dyn BlobStore>,
+    blobs: &BlobStore,
+    key: &TenantKey,
     manifest: &Manifest,
     dest: &Path,
 ) -> Result<(), RegistryError> {
@@ -343,7 +389,7 @@ fn checkout_files(
         let mut temp = tempfile::Builder::new()
             .prefix(".checkout-")
             .tempfile_in(parent)?;
-        let size = blobs.copy_to(&digest, temp.as_file_mut())?;
+        let size = blobs.copy_to(key, &digest, temp.as_file_mut())?;
         if size != file.size {
             return Err(RegistryError::Corrupt(format!(
                 "'{relative}' has {size} bytes but the manifest says {}",

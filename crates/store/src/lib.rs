@@ -1,5 +1,5 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, models and model versions, and the audit log.
+//! tenants, API keys, data keys, models and model versions, and the audit log.
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -11,6 +11,7 @@
 //! not in each handler.
 
 mod audit;
+mod data_keys;
 mod keys;
 mod models;
 mod tenants;
@@ -26,6 +27,7 @@ use types::TenantName;
 pub use sqlx;
 
 pub use audit::{AuditFilter, AuditRecord, CheckpointRecord, NewAuditEntry};
+pub use data_keys::DataKeyRecord;
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;
@@ -123,9 +125,12 @@ impl Store {
                 Box::pin(async move {
                     // Durability over speed: a committed import must survive a power cut.
                     // busy_timeout lets concurrent writers queue instead of failing.
+                    // secure_delete zeroes deleted content (erased keys and payloads)
+                    // instead of leaving it in free pages.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; \
+                         PRAGMA secure_delete = ON;",
                     )
                     .await?;
                     Ok(())

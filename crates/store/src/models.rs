@@ -376,6 +376,30 @@ impl Store {
         }
         Ok(digests)
     }
+
+    /// The SHA-256s (hex) that `tenant`'s versions reference: what garbage collection
+    /// must keep in that tenant's blob directory (blobs are sealed per tenant).
+    pub async fn referenced_digests_of(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT v.manifest FROM model_versions v \
+             JOIN models m ON m.id = v.model_id \
+             JOIN tenants t ON t.id = m.tenant_id WHERE t.name = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut digests = BTreeSet::new();
+        for row in &rows {
+            let manifest: String = row.try_get("manifest")?;
+            let manifest: Manifest = serde_json::from_str(&manifest)
+                .map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
+            digests.extend(manifest.files.into_iter().map(|f| f.sha256));
+        }
+        Ok(digests)
+    }
 }
 
 fn check_write(caller: &Caller, model: &ModelRecord) -> Result<(), StoreError> {

@@ -72,18 +72,20 @@ impl Store {
         row.as_ref().map(TenantRecord::from_row).transpose()
     }
 
-    /// Deletes an empty tenant. The admin tenant cannot be deleted, and a tenant that
-    /// still owns models or keys is refused with `Conflict` rather than cascading, so no
-    /// data disappears by accident.
+    /// Deletes an empty tenant and destroys its data key in the same transaction
+    /// (crypto-shredding: its blobs become unreadable, backups included). The admin
+    /// tenant cannot be deleted, and a tenant that still owns models or keys is refused
+    /// with `Conflict` rather than cascading, so no data disappears by accident.
     pub async fn delete_tenant(&self, name: &TenantName) -> Result<(), StoreError> {
         if name.as_str() == types::ADMIN_TENANT {
             return Err(StoreError::Forbidden(
                 "the admin tenant cannot be deleted".into(),
             ));
         }
+        let mut tx = self.pool.begin().await?;
         let result = sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 constraint_error(
@@ -95,6 +97,9 @@ impl Store {
         if result.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("tenant '{name}'")));
         }
+        crate::data_keys::destroy_data_key_in(&mut *tx, name).await?;
+        tx.commit().await?;
+        self.flush_erased_pages().await;
         Ok(())
     }
 }

@@ -37,9 +37,14 @@ impl TestApp {
         ))
         .await
         .unwrap();
-        let blobs = blobstore::open(&blobstore::BlobConfig::Filesystem {
-            root: dir.path().join("blobs"),
-        })
+        let keyring =
+            crypto::envelope::MasterKeyring::new(crypto::envelope::MasterKey::generate(1));
+        let blobs = blobstore::open(
+            &blobstore::BlobConfig::Filesystem {
+                root: dir.path().join("blobs"),
+            },
+            keyring,
+        )
         .unwrap();
         let registry =
             registry::Registry::new(store.clone(), blobs).with_scratch_dir(dir.path().join("tmp"));

@@ -1,3 +1,3 @@
 //! Blob store tests through the public constructor only.
 
-mod fs_backend;
+mod sealed;

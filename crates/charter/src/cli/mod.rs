@@ -34,6 +34,10 @@ pub struct GlobalArgs {
     /// Database URL: sqlite://PATH or postgres://… [default: the SQLite file in the data dir]
     #[arg(long, env = "CHARTER_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// Master key file (created 0600 when absent; versions N ≥ 2 in FILE.N); or set
+    /// CHARTER_MASTER_KEY to hex key text instead [default: DATA_DIR/master.key]
+    #[arg(long, env = "CHARTER_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
     /// Optional TOML config file; command line and environment override it
     #[arg(long, env = "CHARTER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -89,7 +93,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command => command,
     };
     let file = FileConfig::load(cli.global.config.as_deref())?;
-    let storage = StorageConfig::resolve(cli.global.data_dir, cli.global.database_url, &file);
+    let storage = StorageConfig::resolve(
+        cli.global.data_dir,
+        cli.global.database_url,
+        cli.global.master_key_file,
+        std::env::var("CHARTER_MASTER_KEY").ok(),
+        &file,
+    )?;
     let context = Context { storage, file };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,9 +1,11 @@
-//! `charter serve`: the HTTP server.
+//! `charter serve`: the HTTP server, over HTTPS (rustls, HTTP/2 and HTTP/1.1 through
+//! ALPN) when `--tls-cert` and `--tls-key` are given.
 //!
 //! Shutdown on SIGTERM or Ctrl-C: readiness turns 503 at once, the listener stops
 //! accepting, and in-flight requests drain within `--drain-secs`.
 
 use std::future::IntoFuture;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use api::{ApiConfig, AppState};
 use clap::Args;
 
 use super::Context;
-use crate::config::listen_addr;
+use crate::config::{listen_addr, TlsConfig};
 use crate::services::Services;
 
 #[derive(Debug, Args)]
@@ -39,6 +41,12 @@ pub struct ServeArgs {
     /// Do not keep the audit log (only for measuring its cost; nothing is recorded)
     #[arg(long, env = "CHARTER_NO_AUDIT")]
     pub no_audit: bool,
+    /// TLS certificate chain (PEM); serve HTTPS with --tls-key
+    #[arg(long, env = "CHARTER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "CHARTER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long, env = "CHARTER_DRAIN_SECS", default_value_t = 25)]
     pub drain_secs: u64,
@@ -51,10 +59,13 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         .or_else(|| file.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let allow_plain_http = args.allow_plain_http || file.allow_plain_http.unwrap_or(false);
-    let addr = listen_addr(&listen, allow_plain_http)?;
-    if !addr.ip().is_loopback() {
+    let tls = TlsConfig::resolve(args.tls_cert, args.tls_key, file)?;
+    let addr = listen_addr(&listen, allow_plain_http || tls.is_some())?;
+    if tls.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(%addr, "serving plain HTTP on a non-loopback address; TLS must be terminated in front");
     }
+    // Read before opening anything, so a bad certificate fails fast.
+    let tls_config = tls.as_ref().map(TlsConfig::server_config).transpose()?;
     let defaults = ApiConfig::default();
     let config = ApiConfig {
         max_upload: args
@@ -87,20 +98,37 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     if args.no_audit {
         tracing::warn!("the audit log is off: requests are not recorded and carry no receipts");
     } else {
-        let key_file = context.storage.data_dir.join(governance::audit::SIGNING_KEY_FILE);
+        let key_file = context
+            .storage
+            .data_dir
+            .join(governance::audit::SIGNING_KEY_FILE);
         let key = governance::audit::load_or_create_signing_key(&key_file)
             .with_context(|| format!("cannot load the audit signing key {}", key_file.display()))?;
-        state.set_audit(governance::audit::AuditLog::open(services.store.clone(), key));
+        state.set_audit(governance::audit::AuditLog::open(
+            services.store.clone(),
+            key,
+        ));
     }
     let app = api::router(state.clone());
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %context.storage.data_dir.display(), "charter is serving");
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %listener.local_addr()?, scheme, data_dir = %context.storage.data_dir.display(), "charter is serving");
     tokio::spawn(load_models(state.clone(), args.load));
 
     let drain = Duration::from_secs(args.drain_secs);
+    if let Some(tls_config) = tls_config {
+        serve_tls(listener, app, tls_config, state.clone(), drain).await?;
+        services.store.close().await;
+        tracing::info!("stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
     let draining = Arc::new(tokio::sync::Notify::new());
     let (shutdown_state, notify) = (state.clone(), draining.clone());
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -136,6 +164,31 @@ async fn load_models(state: AppState, models: Vec<types::ModelRef>) {
         tracing::info!(%model, "model loaded and warm");
     }
     state.set_ready(true);
+}
+
+/// HTTPS through axum-server: on SIGTERM readiness turns 503, the listener stops
+/// accepting, and connections get `drain` to finish before they are closed.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls_config: rustls::ServerConfig,
+    state: AppState,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        state.set_ready(false);
+        shutdown.graceful_shutdown(Some(drain));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
+    axum_server::from_tcp_rustls(listener.into_std()?, config)?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .context("server error")
 }
 
 async fn shutdown_signal() {

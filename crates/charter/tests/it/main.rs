@@ -4,3 +4,4 @@ mod audit;
 mod cli;
 mod help;
 mod openai;
+mod tls;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blobstore::{BlobConfig, BlobStore};
+use crypto::envelope::{MasterKey, MasterKeyring};
 use registry::{Caller, Registry};
 use store::Store;
 
@@ -15,13 +16,18 @@ use crate::support::write_tiny_model;
 
 const CHILD_ENV: &str = "CHARTER_TEST_CRASH_CHILD_DIR";
 
-async fn open(dir: &Path) -> (Registry, Arc<dyn BlobStore>) {
+/// Parent and child share the master key through a key file in the test dir.
+async fn open(dir: &Path) -> (Registry, Arc<BlobStore>) {
     let store = Store::connect(dir.join("charter.db").to_str().unwrap())
         .await
         .unwrap();
-    let blobs = blobstore::open(&BlobConfig::Filesystem {
-        root: dir.join("blobs"),
-    })
+    let master = MasterKey::load_or_generate_file(1, &dir.join("master.key")).unwrap();
+    let blobs = blobstore::open(
+        &BlobConfig::Filesystem {
+            root: dir.join("blobs"),
+        },
+        MasterKeyring::new(master),
+    )
     .unwrap();
     (Registry::new(store, blobs.clone()), blobs)
 }
@@ -106,7 +112,7 @@ async fn killed_imports_leave_a_consistent_registry() {
         report.deleted.len()
     );
     let referenced = registry.store().referenced_digests().await.unwrap();
-    for entry in blobs.list().unwrap() {
+    for entry in blobs.list_all().unwrap() {
         assert!(referenced.contains(entry.digest.as_str()));
     }
 }
@@ -114,8 +120,9 @@ async fn killed_imports_leave_a_consistent_registry() {
 async fn check_consistent(dir: &Path) {
     let (registry, blobs) = open(dir).await;
     // Every blob under an address hashes to it: no half-written blob is visible.
-    for entry in blobs.list().unwrap() {
-        blobs.get(&entry.digest, None).unwrap();
+    for entry in blobs.list_all().unwrap() {
+        let key = registry.tenant_key(&entry.tenant).await.unwrap();
+        blobs.get(&key, &entry.digest, None).unwrap();
     }
     // Every committed version is complete.
     let admin = Caller::admin();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use blobstore::{BlobError, Digest};
 use registry::{Caller, RegistryError, Removed};
 
-use crate::support::{request, write_tiny_model, TestRegistry};
+use crate::support::{request, tenant, write_tiny_model, TestRegistry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_imports_get_distinct_versions() {
@@ -63,11 +63,7 @@ async fn tampered_blob_is_caught_on_checkout_and_read() {
         .await
         .unwrap();
     let weights = version.manifest.file("model.safetensors").unwrap();
-    let blob = t
-        .blob_root()
-        .join("sha256")
-        .join(&weights.sha256[..2])
-        .join(&weights.sha256);
+    let blob = t.blob_path("acme", &weights.sha256);
     let mut bytes = std::fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -111,10 +107,11 @@ async fn gc_removes_only_unreferenced_old_blobs() {
         .import_dir(&second, request("acme", "m"))
         .await
         .unwrap();
+    let acme_key = t.registry.tenant_key(&tenant("acme")).await.unwrap();
     let orphan = t
         .registry
         .blobs()
-        .put_bytes(b"left by a crashed import")
+        .put_bytes(&acme_key, b"left by a crashed import")
         .unwrap();
 
     let digests = |v: &registry::VersionRecord| -> BTreeSet<String> {
@@ -136,7 +133,11 @@ async fn gc_removes_only_unreferenced_old_blobs() {
         .unwrap();
     assert!(matches!(removed, Removed::Version(v) if v.version == 1));
     let report = t.registry.gc(Duration::ZERO).await.unwrap();
-    let deleted: BTreeSet<String> = report.deleted.iter().map(Digest::to_string).collect();
+    let deleted: BTreeSet<String> = report
+        .deleted
+        .iter()
+        .map(|(_, digest)| Digest::to_string(digest))
+        .collect();
     let mut expect = only_v1.clone();
     expect.insert(orphan.digest.to_string());
     assert_eq!(deleted, expect);
@@ -155,7 +156,7 @@ async fn gc_removes_only_unreferenced_old_blobs() {
         .await
         .unwrap();
     t.registry.gc(Duration::ZERO).await.unwrap();
-    assert!(t.registry.blobs().list().unwrap().is_empty());
+    assert!(t.registry.blobs().list_all().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

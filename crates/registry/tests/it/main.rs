@@ -2,6 +2,7 @@
 //! and a filesystem blob store.
 
 mod crash;
+mod encryption;
 mod import;
 mod minilm;
 mod refusals;

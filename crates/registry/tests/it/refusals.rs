@@ -23,7 +23,7 @@ async fn refused(t: &TestRegistry, folder: &Path) -> ImportError {
         .unwrap()
         .is_empty());
     assert!(
-        t.registry.blobs().list().unwrap().is_empty(),
+        t.registry.blobs().list_all().unwrap().is_empty(),
         "no blob stored"
     );
     error

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use blobstore::BlobConfig;
+use crypto::envelope::{MasterKey, MasterKeyring};
 use registry::{Caller, ImportRequest, Registry};
 use store::Store;
 use tempfile::TempDir;
@@ -43,9 +44,12 @@ impl TestRegistry {
         for name in ["acme", "beta"] {
             store.create_tenant(&tenant(name), false).await.unwrap();
         }
-        let blobs = blobstore::open(&BlobConfig::Filesystem {
-            root: dir.path().join("blobs"),
-        })
+        let blobs = blobstore::open(
+            &BlobConfig::Filesystem {
+                root: dir.path().join("blobs"),
+            },
+            keyring(),
+        )
         .unwrap();
         let registry = Registry::new(store, blobs)
             .with_scratch_dir(dir.path().join("scratch").join("uploads"));
@@ -56,12 +60,27 @@ impl TestRegistry {
         self.dir.path().join("blobs")
     }
 
+    /// Where `tenant`'s blob with this SHA-256 (hex) is stored.
+    pub fn blob_path(&self, tenant: &str, sha256: &str) -> PathBuf {
+        self.blob_root()
+            .join("tenants")
+            .join(tenant)
+            .join("sha256")
+            .join(&sha256[..2])
+            .join(sha256)
+    }
+
     /// A fresh folder under the test dir.
     pub fn folder(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join("folders").join(name);
         std::fs::create_dir_all(&path).unwrap();
         path
     }
+}
+
+/// A keyring with one fresh master key, version 1.
+pub fn keyring() -> MasterKeyring {
+    MasterKeyring::new(MasterKey::generate(1))
 }
 
 pub fn tenant(name: &str) -> TenantName {
