@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{self, keys, models, system, tenants};
+use crate::routes::{self, datasets, jobs, keys, models, system, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,15 @@ use crate::routes::{self, keys, models, system, tenants};
         keys::list,
         keys::create,
         keys::revoke,
+        datasets::upload,
+        datasets::list,
+        datasets::show,
+        datasets::remove,
+        jobs::create,
+        jobs::list,
+        jobs::show,
+        jobs::cancel,
+        jobs::events,
     ),
     components(schemas(
         ErrorBody,
@@ -47,6 +56,11 @@ use crate::routes::{self, keys, models, system, tenants};
         routes::VersionView,
         routes::OpenAiModel,
         routes::OpenAiModelList,
+        routes::DatasetView,
+        routes::DatasetList,
+        routes::JobView,
+        routes::JobList,
+        routes::CreateJobRequest,
     )),
     modifiers(&BearerAuth)
 )]

@@ -10,6 +10,8 @@
 //! visibility (own records, shared models, everything for admins) is decided here once,
 //! not in each handler.
 
+mod datasets;
+mod jobs;
 mod keys;
 mod models;
 mod tenants;
@@ -24,6 +26,8 @@ use types::TenantName;
 /// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
 pub use sqlx;
 
+pub use datasets::{DatasetRecord, NewDataset};
+pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;

@@ -4,6 +4,8 @@
 //! test: a route is either public (listed here with `scopes: None`, which only the
 //! health, readiness and metrics routes are) or requires the scopes named.
 
+pub(crate) mod datasets;
+pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
@@ -17,6 +19,8 @@ use crate::auth::{self, Permission};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub use datasets::{DatasetList, DatasetView};
+pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
 pub use tenants::{CreateTenantRequest, TenantView};
@@ -82,6 +86,19 @@ pub fn table() -> Vec<Route> {
             "/v1/registry/models/{name}/versions/{version}",
             delete(models::remove_version),
         ),
+        route::<auth::Data>(
+            M::POST,
+            "/v1/datasets",
+            post(datasets::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        ),
+        route::<auth::Data>(M::GET, "/v1/datasets", get(datasets::list)),
+        route::<auth::Data>(M::GET, "/v1/datasets/{name}", get(datasets::show)),
+        route::<auth::Data>(M::DELETE, "/v1/datasets/{name}", delete(datasets::remove)),
+        route::<auth::Jobs>(M::POST, "/v1/jobs", post(jobs::create)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs", get(jobs::list)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs/{id}", get(jobs::show)),
+        route::<auth::Jobs>(M::POST, "/v1/jobs/{id}/cancel", post(jobs::cancel)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs/{id}/events", get(jobs::events)),
         route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
         route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
         route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),
