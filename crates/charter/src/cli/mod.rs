@@ -1,10 +1,12 @@
 //! The subcommands of `charter`, one file each, each with a `run`.
 
+mod datasets;
 mod keys;
 mod models;
 mod openapi;
 mod serve;
 mod tenants;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,11 @@ pub enum Command {
     /// Manage models in the registry
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Upload, list and remove training datasets
+    #[command(subcommand)]
+    Datasets(datasets::DatasetsCommand),
+    /// Train a tensor model locally, or submit the job to a server
+    Train(Box<train::TrainArgs>),
     /// Print the OpenAPI document
     Openapi,
 }
@@ -90,6 +97,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Tenants(command) => tenants::run(context, command).await,
             Command::Keys(command) => keys::run(context, command).await,
             Command::Models(command) => models::run(context, command).await,
+            Command::Datasets(command) => datasets::run(context, command).await,
+            Command::Train(args) => train::run(context, *args).await,
             Command::Openapi => unreachable!("handled above: this is a bug"),
         }
     })

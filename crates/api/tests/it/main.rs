@@ -1,0 +1,4 @@
+//! API integration tests: in-process router, real SQLite and blob store.
+
+mod jobs;
+mod support;
