@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{self, datasets, jobs, keys, models, system, tenants};
+use crate::routes::{self, datasets, jobs, keys, models, system, tenants, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,13 @@ use crate::routes::{self, datasets, jobs, keys, models, system, tenants};
         jobs::show,
         jobs::cancel,
         jobs::events,
+        v2::live,
+        v2::ready,
+        v2::metadata,
+        v2::version_metadata,
+        v2::model_ready,
+        v2::infer,
+        v2::version_infer,
     ),
     components(schemas(
         ErrorBody,
@@ -61,6 +68,14 @@ use crate::routes::{self, datasets, jobs, keys, models, system, tenants};
         routes::JobView,
         routes::JobList,
         routes::CreateJobRequest,
+        routes::V2Health,
+        routes::V2TensorMetadata,
+        routes::V2ModelMetadata,
+        routes::V2ModelReady,
+        routes::V2InferInput,
+        routes::V2InferRequest,
+        routes::V2InferOutput,
+        routes::V2InferResponse,
     )),
     modifiers(&BearerAuth)
 )]

@@ -45,6 +45,7 @@ struct Inner {
     config: ApiConfig,
     ready: AtomicBool,
     metrics: Option<MetricsRender>,
+    tensors: inference::tensor::TensorModels,
 }
 
 impl AppState {
@@ -61,6 +62,7 @@ impl AppState {
                 config,
                 ready: AtomicBool::new(false),
                 metrics,
+                tensors: Default::default(),
             }),
         }
     }
@@ -84,6 +86,11 @@ impl AppState {
     /// Marks the server ready (after warm-up) or not (while draining).
     pub fn set_ready(&self, ready: bool) {
         self.inner.ready.store(ready, Ordering::Release);
+    }
+
+    /// Tensor models loaded for Open Inference Protocol v2 requests.
+    pub fn tensors(&self) -> &inference::tensor::TensorModels {
+        &self.inner.tensors
     }
 
     pub fn render_metrics(&self) -> Option<String> {

@@ -6,6 +6,7 @@
 //! waiting, bounded by a token budget and a short wait, and drops requests whose
 //! caller has gone away before computing them.
 
+pub mod tensor;
 pub mod worker;
 
 pub use worker::{BatchModel, BatchPolicy, InferenceError, WorkerHandle};

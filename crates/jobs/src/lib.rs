@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 use store::{Caller, JobRecord, NewJob, StoreError};
 use types::TenantName;
 
+/// The engine's tensor types that callers of this crate need (spec, inputs, outputs).
+pub mod engine_types {
+    pub use engine::tensor::{IoSpec, TensorModel, ValidSpec};
+}
+
 pub use datasets::{DatasetFormat, DatasetUpload, Datasets};
 pub use runner::{FailPoint, Runner, RunnerConfig};
 pub use store::{DatasetRecord, JobStatus};

@@ -10,6 +10,7 @@ pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
 pub(crate) mod tenants;
+pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -24,6 +25,10 @@ pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
 pub use tenants::{CreateTenantRequest, TenantView};
+pub use v2::{
+    V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
+    V2ModelReady, V2TensorMetadata,
+};
 
 /// One route: its method, path template, who may call it, and its handler.
 pub struct Route {
@@ -63,6 +68,21 @@ pub fn table() -> Vec<Route> {
         public("/health", get(system::health)),
         public("/ready", get(system::ready)),
         public("/metrics", get(system::metrics)),
+        public("/v2/health/live", get(v2::live)),
+        public("/v2/health/ready", get(v2::ready)),
+        route::<auth::Inference>(M::GET, "/v2/models/{name}", get(v2::metadata)),
+        route::<auth::Inference>(M::GET, "/v2/models/{name}/ready", get(v2::model_ready)),
+        route::<auth::Inference>(M::POST, "/v2/models/{name}/infer", post(v2::infer)),
+        route::<auth::Inference>(
+            M::GET,
+            "/v2/models/{name}/versions/{version}",
+            get(v2::version_metadata),
+        ),
+        route::<auth::Inference>(
+            M::POST,
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::version_infer),
+        ),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models", get(models::list)),
         route::<auth::ModelsRead>(M::GET, "/v1/registry/models/{name}", get(models::show)),

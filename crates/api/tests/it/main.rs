@@ -2,3 +2,4 @@
 
 mod jobs;
 mod support;
+mod v2;
