@@ -326,6 +326,32 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Blobs that datasets and unfinished jobs still need (dataset content, checkpoints),
+    /// so blob garbage collection keeps them.
+    pub async fn job_referenced_digests(&self) -> Result<Vec<String>, StoreError> {
+        let mut digests = Vec::new();
+        for row in sqlx::query("SELECT digest FROM datasets").fetch_all(&self.pool).await? {
+            digests.push(row.try_get::<String, _>("digest")?);
+        }
+        let rows = sqlx::query(
+            "SELECT request, checkpoint_digest FROM jobs WHERE status IN ('queued', 'running')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            if let Some(digest) = row.try_get::<Option<String>, _>("checkpoint_digest")? {
+                digests.push(digest);
+            }
+            let request: String = row.try_get("request")?;
+            let request: serde_json::Value = serde_json::from_str(&request)
+                .map_err(|e| StoreError::Corrupt(format!("job request: {e}")))?;
+            if let Some(digest) = request["resolved"]["dataset_digest"].as_str() {
+                digests.push(digest.to_owned());
+            }
+        }
+        Ok(digests)
+    }
+
     /// Gives a running job up without finishing it (graceful shutdown): progress and
     /// checkpoint are kept and the next runner takes it over at once.
     pub async fn release_job(

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use jobs::{JobStatus, Jobs};
+use jobs::Jobs;
 use serde::{Deserialize, Serialize};
 use store::JobRecord;
 use utoipa::ToSchema;
@@ -235,9 +235,6 @@ impl Follow {
             if job.status.is_terminal() {
                 self.ended = true;
                 return Some(job_event("end", job));
-            }
-            if job.status == JobStatus::Running && self.last_progress.is_none() {
-                continue;
             }
         }
     }
