@@ -308,7 +308,7 @@ impl Worker {
             PublishRequest {
                 tenant: job.tenant.clone(),
                 name: request.output_model.clone(),
-                model: trainer.into_model(),
+                model: (*trainer).into_model(),
                 lineage: lineage.clone(),
             },
         )
@@ -369,7 +369,7 @@ enum Outcome {
 
 enum LoopEnd {
     Finished {
-        trainer: Trainer,
+        trainer: Box<Trainer>,
         losses: Vec<f64>,
         metrics: std::collections::BTreeMap<String, f64>,
     },
@@ -476,7 +476,7 @@ impl Training {
             Some(false) => {}
         }
         Ok(LoopEnd::Finished {
-            trainer,
+            trainer: Box::new(trainer),
             losses,
             metrics,
         })
@@ -539,10 +539,13 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<(&[u8], Vec<f64>), JobsError> {
     }
     let (len, rest) = rest.split_at(8);
     let len = u64::from_le_bytes(len.try_into().map_err(|_| bad())?) as usize;
-    if rest.len() < len || (rest.len() - len) % 8 != 0 {
+    if rest.len() < len {
         return Err(bad());
     }
     let (trainer, losses) = rest.split_at(len);
+    if !losses.chunks_exact(8).remainder().is_empty() {
+        return Err(bad());
+    }
     let losses = losses
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8: this is a bug")))

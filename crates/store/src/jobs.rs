@@ -330,7 +330,10 @@ impl Store {
     /// so blob garbage collection keeps them.
     pub async fn job_referenced_digests(&self) -> Result<Vec<String>, StoreError> {
         let mut digests = Vec::new();
-        for row in sqlx::query("SELECT digest FROM datasets").fetch_all(&self.pool).await? {
+        for row in sqlx::query("SELECT digest FROM datasets")
+            .fetch_all(&self.pool)
+            .await?
+        {
             digests.push(row.try_get::<String, _>("digest")?);
         }
         let rows = sqlx::query(
