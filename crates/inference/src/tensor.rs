@@ -247,7 +247,7 @@ pub fn tensor_policy() -> BatchPolicy {
         queue_capacity: 2048,
         max_batch_cost: 8192,
         max_batch_requests: 512,
-        max_wait: Duration::from_micros(50),
+        max_wait: Duration::ZERO,
     }
 }
 
