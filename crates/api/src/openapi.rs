@@ -7,7 +7,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{self, audit, deploy, embeddings, keys, models, system, tenants};
+use crate::routes::{
+    self, audit, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +42,22 @@ use crate::routes::{self, audit, deploy, embeddings, keys, models, system, tenan
         audit::list,
         audit::proof,
         audit::receipt,
+        datasets::upload,
+        datasets::list,
+        datasets::show,
+        datasets::remove,
+        jobs::create,
+        jobs::list,
+        jobs::show,
+        jobs::cancel,
+        jobs::events,
+        v2::live,
+        v2::ready,
+        v2::metadata,
+        v2::version_metadata,
+        v2::model_ready,
+        v2::infer,
+        v2::version_infer,
     ),
     components(schemas(
         ErrorBody,
@@ -57,6 +75,19 @@ use crate::routes::{self, audit, deploy, embeddings, keys, models, system, tenan
         routes::AuditEntryView,
         routes::AuditList,
         routes::ProofView,
+        routes::DatasetView,
+        routes::DatasetList,
+        routes::JobView,
+        routes::JobList,
+        routes::CreateJobRequest,
+        routes::V2Health,
+        routes::V2TensorMetadata,
+        routes::V2ModelMetadata,
+        routes::V2ModelReady,
+        routes::V2InferInput,
+        routes::V2InferRequest,
+        routes::V2InferOutput,
+        routes::V2InferResponse,
     )),
     modifiers(&BearerAuth)
 )]

@@ -62,6 +62,7 @@ struct Inner {
     metrics: Option<MetricsRender>,
     /// Set once by the binary; while unset, requests are not audited.
     audit: std::sync::OnceLock<AuditLog>,
+    tensors: inference::tensor::TensorModels,
 }
 
 impl AppState {
@@ -83,6 +84,7 @@ impl AppState {
                 ready: AtomicBool::new(false),
                 metrics,
                 audit: std::sync::OnceLock::new(),
+                tensors: Default::default(),
             }),
         }
     }
@@ -119,6 +121,11 @@ impl AppState {
 
     pub fn audit(&self) -> Option<&AuditLog> {
         self.inner.audit.get()
+    }
+
+    /// Tensor models loaded for Open Inference Protocol v2 requests.
+    pub fn tensors(&self) -> &inference::tensor::TensorModels {
+        &self.inner.tensors
     }
 
     pub fn render_metrics(&self) -> Option<String> {

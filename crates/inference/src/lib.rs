@@ -8,6 +8,7 @@
 
 pub mod deployments;
 pub mod encoder;
+pub mod tensor;
 pub mod worker;
 
 pub use deployments::{DeployError, DeploymentKey, Deployments, EncoderDeployment, LoadError};

@@ -12,6 +12,8 @@
 
 mod audit;
 mod data_keys;
+mod datasets;
+mod jobs;
 mod keys;
 mod models;
 mod tenants;
@@ -28,6 +30,8 @@ pub use sqlx;
 
 pub use audit::{AuditFilter, AuditRecord, CheckpointRecord, NewAuditEntry};
 pub use data_keys::DataKeyRecord;
+pub use datasets::{DatasetRecord, NewDataset};
+pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;

@@ -361,8 +361,8 @@ impl Store {
         Ok(record)
     }
 
-    /// Every SHA-256 (hex) that some version's manifest references: what blob garbage
-    /// collection must keep.
+    /// Every SHA-256 (hex) that some version's manifest, a dataset or an unfinished job
+    /// references: what blob garbage collection must keep.
     pub async fn referenced_digests(&self) -> Result<BTreeSet<String>, StoreError> {
         let rows = sqlx::query("SELECT manifest FROM model_versions")
             .fetch_all(&self.pool)
@@ -374,6 +374,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("manifest: {e}")))?;
             digests.extend(manifest.files.into_iter().map(|f| f.sha256));
         }
+        digests.extend(self.job_referenced_digests().await?);
         Ok(digests)
     }
 

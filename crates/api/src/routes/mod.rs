@@ -7,10 +7,13 @@
 pub(crate) mod audit;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
+pub(crate) mod datasets;
+pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
 pub(crate) mod tenants;
+pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -21,9 +24,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use audit::{AuditEntryView, AuditList, ProofView};
+pub use datasets::{DatasetList, DatasetView};
+pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
 pub use tenants::{CreateTenantRequest, TenantView};
+pub use v2::{
+    V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
+    V2ModelReady, V2TensorMetadata,
+};
 
 /// One route: its method, path template, who may call it, and its handler.
 pub struct Route {
@@ -63,6 +72,21 @@ pub fn table() -> Vec<Route> {
         public("/health", get(system::health)),
         public("/ready", get(system::ready)),
         public("/metrics", get(system::metrics)),
+        public("/v2/health/live", get(v2::live)),
+        public("/v2/health/ready", get(v2::ready)),
+        route::<auth::Inference>(M::GET, "/v2/models/{name}", get(v2::metadata)),
+        route::<auth::Inference>(M::GET, "/v2/models/{name}/ready", get(v2::model_ready)),
+        route::<auth::Inference>(M::POST, "/v2/models/{name}/infer", post(v2::infer)),
+        route::<auth::Inference>(
+            M::GET,
+            "/v2/models/{name}/versions/{version}",
+            get(v2::version_metadata),
+        ),
+        route::<auth::Inference>(
+            M::POST,
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::version_infer),
+        ),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
         route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
         route::<auth::ModelsWrite>(
@@ -98,6 +122,19 @@ pub fn table() -> Vec<Route> {
             "/v1/registry/models/{name}/versions/{version}",
             delete(models::remove_version),
         ),
+        route::<auth::Data>(
+            M::POST,
+            "/v1/datasets",
+            post(datasets::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        ),
+        route::<auth::Data>(M::GET, "/v1/datasets", get(datasets::list)),
+        route::<auth::Data>(M::GET, "/v1/datasets/{name}", get(datasets::show)),
+        route::<auth::Data>(M::DELETE, "/v1/datasets/{name}", delete(datasets::remove)),
+        route::<auth::Jobs>(M::POST, "/v1/jobs", post(jobs::create)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs", get(jobs::list)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs/{id}", get(jobs::show)),
+        route::<auth::Jobs>(M::POST, "/v1/jobs/{id}/cancel", post(jobs::cancel)),
+        route::<auth::Jobs>(M::GET, "/v1/jobs/{id}/events", get(jobs::events)),
         route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
         route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
         route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),

@@ -1,12 +1,14 @@
 //! The subcommands of `charter`, one file each, each with a `run`.
 
 mod audit;
+mod datasets;
 mod keys;
 mod models;
 mod openapi;
 mod receipts;
 mod serve;
 mod tenants;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,11 @@ pub enum Command {
     /// Check signed receipts offline
     #[command(subcommand)]
     Receipts(receipts::ReceiptsCommand),
+    /// Upload, list and remove training datasets
+    #[command(subcommand)]
+    Datasets(datasets::DatasetsCommand),
+    /// Train a tensor model locally, or submit the job to a server
+    Train(Box<train::TrainArgs>),
     /// Print the OpenAPI document
     Openapi,
 }
@@ -114,6 +121,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Openapi | Command::Receipts(_) => {
                 unreachable!("handled above: this is a bug")
             }
+            Command::Datasets(command) => datasets::run(context, command).await,
+            Command::Train(args) => train::run(context, *args).await,
         }
     })
 }

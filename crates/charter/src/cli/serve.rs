@@ -110,6 +110,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         ));
     }
     let app = api::router(state.clone());
+    let runner = jobs::Runner::start(services.registry.clone(), jobs::RunnerConfig::default());
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -143,6 +144,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
             tracing::warn!(seconds = drain.as_secs(), "drain budget exceeded; closing remaining connections");
         }
     }
+    runner.shutdown().await;
     services.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ const COMMANDS: &[&[&str]] = &[
     &["keys", "create"],
     &["keys", "list"],
     &["keys", "revoke"],
+    &["keys", "rotate-master"],
     &["models"],
     &["models", "import"],
     &["models", "list"],
@@ -26,6 +27,11 @@ const COMMANDS: &[&[&str]] = &[
     &["audit", "public-key"],
     &["receipts"],
     &["receipts", "verify"],
+    &["datasets"],
+    &["datasets", "upload"],
+    &["datasets", "list"],
+    &["datasets", "rm"],
+    &["train"],
     &["openapi"],
 ];
 

@@ -5,3 +5,4 @@ mod cli;
 mod help;
 mod openai;
 mod tls;
+mod train;

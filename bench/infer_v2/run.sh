@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Open Inference Protocol v2 under load: trains the seed model with `charter train`,
+# serves it with `charter serve` (release, auth on), and drives
+# POST /v2/models/seed/infer with wrk at 64 connections for 10 s.
+#
+#   bench/infer_v2/run.sh            # needs wrk (apt-get install wrk) and python3
+#   CONNECTIONS=64 DURATION=10s THREADS=2 bench/infer_v2/run.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+CONNECTIONS=${CONNECTIONS:-64}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18089}
+REFERENCE=${REFERENCE:-$ROOT/../shared/reference/seed_mlp.json}
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+(cd "$ROOT" && cargo build --release -p charter)
+BIN=$TARGET/release/charter
+
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export CHARTER_DATA_DIR=$WORK/data CHARTER_LOG=warn
+
+cat > "$WORK/spec.json" <<'JSON'
+{"inputs": [{"name": "x", "shape": [10]}], "outputs": [{"name": "y", "shape": [10]}],
+ "layers": [{"type": "linear", "name": "layer1", "in": 10, "out": 20},
+            {"type": "linear", "name": "layer2", "in": 20, "out": 10}],
+ "loss": "mse"}
+JSON
+python3 - "$REFERENCE" "$WORK/data.jsonl" <<'PY'
+import json, sys
+ref = json.load(open(sys.argv[1]))
+x = ref["x"]["data"]; y = ref["y"]["data"]
+with open(sys.argv[2], "w") as out:
+    for i in range(0, len(x), 10):
+        out.write(json.dumps({"x": x[i:i + 10], "y": y[i:i + 10]}) + "\n")
+PY
+
+"$BIN" tenants create bench >/dev/null
+export CHARTER_KEY=$("$BIN" keys create --tenant bench --scopes inference)
+"$BIN" train --spec "$WORK/spec.json" --data "$WORK/data.jsonl" --name seed --tenant bench \
+  --optimizer sgd --lr 0.01 --batch-size 1 --shuffle false 2>/dev/null
+
+"$BIN" serve --listen "127.0.0.1:$PORT" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
+  sleep 0.1
+done
+URL="http://127.0.0.1:$PORT/v2/models/seed/infer"
+# One checked request, then a warm-up, then the measured run.
+curl -sf -H "Authorization: Bearer $CHARTER_KEY" -H 'Content-Type: application/json' \
+  -d '{"inputs":[{"name":"x","shape":[1,10],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0]}]}' "$URL"
+echo
+wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$ROOT/bench/infer_v2/post.lua" "$URL" >/dev/null
+echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST /v2/models/seed/infer (auth on) =="
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/infer_v2/post.lua" "$URL"

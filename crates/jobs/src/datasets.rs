@@ -1,0 +1,490 @@
+//! Uploaded datasets: structural validation at upload, storage as a content-addressed
+//! blob plus a row, and parsing against a model spec when a job trains on one.
+//!
+//! The spec is not known at upload time, so the upload is checked for structure: JSONL
+//! rows must all have the keys of the first row, each an array of finite numbers of the
+//! same width in every row; CSV must have the named feature and target columns and a
+//! finite number in each of their cells. Errors name the 1-based row and the column.
+//! Training parses the blob again with the job's spec (`engine::tensor::Dataset`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use engine::tensor::CsvColumns;
+use engine::tensor::{Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec};
+use registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::{Caller, DatasetRecord, NewDataset};
+use types::{ModelName, TenantName};
+
+use crate::{blocking, JobsError};
+
+/// How a dataset file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetFormat {
+    /// One JSON object per line, keyed by the model's input and output names.
+    #[default]
+    Jsonl,
+    /// A header row, then numbers; features and targets name the columns.
+    Csv,
+}
+
+impl DatasetFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetFormat::Jsonl => "jsonl",
+            DatasetFormat::Csv => "csv",
+        }
+    }
+
+    /// Guesses the format from a file name: `.csv` is CSV, anything else JSONL.
+    pub fn from_path(path: &std::path::Path) -> DatasetFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => DatasetFormat::Csv,
+            _ => DatasetFormat::Jsonl,
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "jsonl" => Ok(DatasetFormat::Jsonl),
+            "csv" => Ok(DatasetFormat::Csv),
+            other => Err(format!(
+                "unknown dataset format '{other}'; use jsonl or csv"
+            )),
+        }
+    }
+}
+
+/// One column of a JSONL dataset and how many numbers it holds per row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JsonlColumn {
+    pub name: String,
+    pub width: usize,
+}
+
+/// What an upload needs: where the file was staged and how to read it.
+#[derive(Debug, Clone)]
+pub struct DatasetUpload {
+    pub tenant: TenantName,
+    pub name: ModelName,
+    pub format: DatasetFormat,
+    /// Required for CSV: which columns are features and which targets.
+    pub csv_columns: Option<CsvColumns>,
+    pub path: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// Dataset upload, listing and removal; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Datasets {
+    registry: Registry,
+}
+
+impl Datasets {
+    pub fn new(registry: Registry) -> Datasets {
+        Datasets { registry }
+    }
+
+    /// Validates the staged file and stores it; the name must be new in the tenant.
+    pub async fn upload(&self, upload: DatasetUpload) -> Result<DatasetRecord, JobsError> {
+        let blobs = self.registry.blobs().clone();
+        let key = self.registry.tenant_key(&upload.tenant).await?;
+        let (format, csv_columns, path, max_bytes) = (
+            upload.format,
+            upload.csv_columns.clone(),
+            upload.path.clone(),
+            upload.max_bytes,
+        );
+        let (info, structure) = blocking(move || {
+            let bytes = read_capped(&path, max_bytes)?;
+            let structure = validate(format, csv_columns.as_ref(), &bytes)?;
+            let info = blobs.put_bytes(&key, &bytes)?;
+            Ok((info, structure))
+        })
+        .await?;
+        let record = self
+            .registry
+            .store()
+            .insert_dataset(NewDataset {
+                tenant: upload.tenant,
+                name: upload.name,
+                digest: info.digest.to_string(),
+                format: format.as_str().to_owned(),
+                size: info.size as i64,
+                n_rows: structure.n_rows as i64,
+                columns: structure.columns,
+            })
+            .await?;
+        tracing::info!(tenant = %record.tenant, dataset = %record.name, rows = record.n_rows, "dataset stored");
+        Ok(record)
+    }
+
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<DatasetRecord>, JobsError> {
+        Ok(self.registry.store().list_datasets(caller).await?)
+    }
+
+    pub async fn show(
+        &self,
+        caller: &Caller,
+        name: &ModelName,
+    ) -> Result<DatasetRecord, JobsError> {
+        Ok(self.registry.store().find_dataset(caller, name).await?)
+    }
+
+    /// Removes the dataset; jobs already queued on it keep its content (by digest).
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        name: &ModelName,
+    ) -> Result<DatasetRecord, JobsError> {
+        Ok(self.registry.store().delete_dataset(caller, name).await?)
+    }
+}
+
+/// What validation found: rows and the column description stored with the dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Structure {
+    pub n_rows: usize,
+    pub columns: Value,
+}
+
+fn read_capped(path: &std::path::Path, max_bytes: u64) -> Result<Vec<u8>, JobsError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| JobsError::Invalid(format!("cannot read the dataset file: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| JobsError::Invalid(format!("cannot read the dataset file: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(JobsError::TooLarge { limit: max_bytes });
+    }
+    Ok(bytes)
+}
+
+/// Checks the structure of a dataset without a spec.
+pub fn validate(
+    format: DatasetFormat,
+    csv_columns: Option<&CsvColumns>,
+    bytes: &[u8],
+) -> Result<Structure, JobsError> {
+    match format {
+        DatasetFormat::Jsonl => validate_jsonl(bytes),
+        DatasetFormat::Csv => {
+            let columns = csv_columns.ok_or_else(|| {
+                JobsError::Invalid("a CSV dataset needs features and targets (column names)".into())
+            })?;
+            let spec = csv_probe_spec(columns)?;
+            let data = Dataset::from_csv(&spec, bytes, columns, DatasetLimits::default())?;
+            if data.n_rows() == 0 {
+                return Err(DatasetError::Empty.into());
+            }
+            Ok(Structure {
+                n_rows: data.n_rows(),
+                columns: serde_json::json!({
+                    "features": columns.features,
+                    "targets": columns.targets,
+                }),
+            })
+        }
+    }
+}
+
+/// A spec with one input of the feature count and one output of the target count, so
+/// the engine's CSV parser can check every cell without knowing the real model.
+fn csv_probe_spec(columns: &CsvColumns) -> Result<ValidSpec, JobsError> {
+    if columns.features.is_empty() || columns.targets.is_empty() {
+        return Err(JobsError::Invalid(
+            "a CSV dataset needs at least one feature and one target column".into(),
+        ));
+    }
+    let spec = serde_json::json!({
+        "inputs": [{"name": "features", "shape": [columns.features.len()]}],
+        "outputs": [{"name": "targets", "shape": [columns.targets.len()]}],
+        "layers": [{"type": "linear", "name": "probe", "in": columns.features.len(), "out": columns.targets.len()}],
+        "loss": "mse",
+    });
+    TensorModelSpec::parse(&spec.to_string())
+        .map_err(|e| JobsError::Invalid(format!("invalid CSV columns: {e}")))
+}
+
+fn validate_jsonl(bytes: &[u8]) -> Result<Structure, JobsError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DatasetError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let limits = DatasetLimits::default();
+    let mut widths: Option<BTreeMap<String, usize>> = None;
+    let mut n_rows = 0usize;
+    let mut n_values = 0usize;
+    let mut numbers = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let row = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| DatasetError::Json {
+            row,
+            message: e.to_string(),
+        })?;
+        let Value::Object(object) = value else {
+            return Err(DatasetError::NotAnObject { row }.into());
+        };
+        let mut found = BTreeMap::new();
+        for (key, value) in &object {
+            numbers.clear();
+            flatten(value, row, key, &mut numbers)?;
+            found.insert(key.clone(), numbers.len());
+        }
+        match &widths {
+            None => {
+                if found.len() < 2 {
+                    return Err(JobsError::Invalid(format!(
+                        "row {row}: expected at least two keys (inputs and targets), found {}",
+                        found.len()
+                    )));
+                }
+                widths = Some(found.clone());
+            }
+            Some(expected) => check_row(row, expected, &found)?,
+        }
+        n_rows += 1;
+        n_values = n_values.saturating_add(found.values().sum());
+        if n_rows > limits.max_rows {
+            return Err(DatasetError::TooManyRows {
+                limit: limits.max_rows,
+            }
+            .into());
+        }
+        if n_values > limits.max_values {
+            return Err(DatasetError::TooManyValues {
+                limit: limits.max_values,
+            }
+            .into());
+        }
+    }
+    let widths = widths.ok_or(DatasetError::Empty)?;
+    let columns: Vec<JsonlColumn> = widths
+        .into_iter()
+        .map(|(name, width)| JsonlColumn { name, width })
+        .collect();
+    Ok(Structure {
+        n_rows,
+        columns: serde_json::json!({ "columns": columns }),
+    })
+}
+
+fn check_row(
+    row: usize,
+    expected: &BTreeMap<String, usize>,
+    found: &BTreeMap<String, usize>,
+) -> Result<(), JobsError> {
+    if let Some(key) = found.keys().find(|k| !expected.contains_key(*k)) {
+        return Err(DatasetError::UnknownKey {
+            row,
+            key: key.clone(),
+            expected: expected.keys().cloned().collect(),
+        }
+        .into());
+    }
+    for (key, &width) in expected {
+        match found.get(key) {
+            None => {
+                return Err(DatasetError::MissingKey {
+                    row,
+                    key: key.clone(),
+                }
+                .into())
+            }
+            Some(&actual) if actual != width => {
+                return Err(DatasetError::Width {
+                    row,
+                    column: key.clone(),
+                    expected: width,
+                    actual,
+                }
+                .into())
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Flattens nested arrays of numbers, refusing anything else and non-finite f32 values.
+fn flatten(
+    value: &Value,
+    row: usize,
+    column: &str,
+    out: &mut Vec<f32>,
+) -> Result<(), DatasetError> {
+    match value {
+        Value::Number(n) => {
+            let as_f64 = n.as_f64().unwrap_or(f64::NAN);
+            let as_f32 = as_f64 as f32;
+            if !as_f32.is_finite() {
+                return Err(DatasetError::NonFinite {
+                    row,
+                    column: column.to_owned(),
+                    value: n.to_string(),
+                });
+            }
+            out.push(as_f32);
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| flatten(item, row, column, out)),
+        other => Err(DatasetError::NotNumeric {
+            row,
+            column: column.to_owned(),
+            value: truncate(&other.to_string()),
+        }),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= 40 {
+        return text.to_owned();
+    }
+    let mut end = 40;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Checks that a stored dataset fits `spec` (names and widths), so a job is refused at
+/// submission instead of failing later.
+pub fn check_fits(record: &DatasetRecord, spec: &ValidSpec) -> Result<(), JobsError> {
+    let misfit = |detail: String| {
+        JobsError::Invalid(format!(
+            "dataset '{}' does not fit the spec: {detail}",
+            record.name
+        ))
+    };
+    match record.format.as_str() {
+        "csv" => {
+            let columns = csv_columns_of(record)?;
+            if columns.features.len() != spec.input_width() {
+                return Err(misfit(format!(
+                    "{} feature columns, the inputs need {}",
+                    columns.features.len(),
+                    spec.input_width()
+                )));
+            }
+            if columns.targets.len() != spec.output_width() {
+                return Err(misfit(format!(
+                    "{} target columns, the outputs need {}",
+                    columns.targets.len(),
+                    spec.output_width()
+                )));
+            }
+            Ok(())
+        }
+        _ => {
+            let columns: Vec<JsonlColumn> =
+                serde_json::from_value(record.columns["columns"].clone())
+                    .map_err(|e| JobsError::Internal(format!("dataset columns: {e}")))?;
+            let wanted: Vec<_> = spec.inputs().iter().chain(spec.outputs()).collect();
+            for io in &wanted {
+                match columns.iter().find(|c| c.name == io.name) {
+                    None => return Err(misfit(format!("it has no column '{}'", io.name))),
+                    Some(c) if c.width != io.width() => {
+                        return Err(misfit(format!(
+                            "column '{}' has {} numbers per row, the spec needs {}",
+                            io.name,
+                            c.width,
+                            io.width()
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
+            if let Some(extra) = columns
+                .iter()
+                .find(|c| !wanted.iter().any(|io| io.name == c.name))
+            {
+                return Err(misfit(format!(
+                    "column '{}' is neither an input nor an output of the spec",
+                    extra.name
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn csv_columns_of(record: &DatasetRecord) -> Result<CsvColumns, JobsError> {
+    serde_json::from_value(record.columns.clone())
+        .map_err(|e| JobsError::Internal(format!("dataset columns: {e}")))
+}
+
+/// Parses dataset content for training with `spec`.
+pub fn parse_for_spec(
+    format: &str,
+    columns: &Value,
+    spec: &ValidSpec,
+    bytes: &[u8],
+) -> Result<Dataset, JobsError> {
+    let limits = DatasetLimits::default();
+    Ok(match format {
+        "csv" => {
+            let columns: CsvColumns = serde_json::from_value(columns.clone())
+                .map_err(|e| JobsError::Internal(format!("dataset columns: {e}")))?;
+            Dataset::from_csv(spec, bytes, &columns, limits)?
+        }
+        _ => Dataset::from_jsonl(spec, bytes, limits)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expect: Result<usize, &str>) {
+        let got = validate(DatasetFormat::Jsonl, None, input.as_bytes());
+        match (got, expect) {
+            (Ok(s), Ok(rows)) => assert_eq!(s.n_rows, rows, "{input}"),
+            (Err(e), Err(needle)) => {
+                assert!(
+                    e.to_string().contains(needle),
+                    "{input}: {e} lacks {needle}"
+                )
+            }
+            (got, expect) => panic!("{input}: got {got:?}, expected {expect:?}"),
+        }
+    }
+
+    #[test]
+    fn jsonl_structure_is_checked_with_row_and_column() {
+        check("{\"x\":[1,2],\"y\":[3]}\n{\"x\":[4,5],\"y\":[6]}\n", Ok(2));
+        check(
+            "{\"x\":[1,2],\"y\":[3]}\n{\"x\":[4],\"y\":[6]}\n",
+            Err("row 2, column \"x\": expected 2 numbers, found 1"),
+        );
+        check(
+            "{\"x\":[1,2],\"y\":[3]}\n{\"x\":[4,\"a\"],\"y\":[6]}\n",
+            Err("row 2, column \"x\""),
+        );
+        check("{\"x\":[1,2],\"y\":[1e39]}\n", Err("row 1, column \"y\""));
+        check(
+            "{\"x\":[1,2],\"y\":[3]}\n{\"x\":[4,5]}\n",
+            Err("row 2: missing key \"y\""),
+        );
+        check(
+            "{\"x\":[1,2],\"y\":[3]}\n{\"x\":[4,5],\"y\":[6],\"z\":1}\n",
+            Err("row 2: unknown key \"z\""),
+        );
+        check(
+            "{\"x\":[1,2],\"y\":[3]}\nnot json\n",
+            Err("row 2: invalid JSON"),
+        );
+        check("", Err("empty"));
+    }
+}
