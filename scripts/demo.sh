@@ -9,7 +9,7 @@ cd "$root"
 export CHARTER_DATA_DIR="${CHARTER_DATA_DIR:-$root/charter-data}"
 model_dir=$(scripts/fetch-model.sh)
 cargo build --release --locked -p charter
-charter="$root/target/release/charter"
+charter="${CARGO_TARGET_DIR:-$root/target}/release/charter"
 if ! "$charter" models show minilm >/dev/null 2>&1; then
   "$charter" models import "$model_dir" --name minilm --shared \
     --license apache-2.0 --owner "sentence-transformers" \

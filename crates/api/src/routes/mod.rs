@@ -5,9 +5,9 @@
 //! health, readiness and metrics routes are) or requires the scopes named.
 
 pub(crate) mod audit;
+pub(crate) mod datasets;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
-pub(crate) mod datasets;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
