@@ -33,7 +33,9 @@ pub struct BatchPolicy {
     pub max_batch_cost: usize,
     /// Upper bound on requests in one batch.
     pub max_batch_requests: usize,
-    /// How long the worker waits for more requests once it has some.
+    /// How long the worker waits for more requests once it has some. Zero by default:
+    /// while a batch computes, new requests queue up and form the next batch anyway, so
+    /// waiting only adds latency to a lone request (it cost ~2 ms of single-sentence p50).
     pub max_wait: Duration,
 }
 
@@ -43,7 +45,7 @@ impl Default for BatchPolicy {
             queue_capacity: 256,
             max_batch_cost: 16_384,
             max_batch_requests: 64,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
         }
     }
 }
