@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod routes;
 pub mod serving;
 pub mod state;
+pub mod upload;
 
 use std::time::Duration;
 

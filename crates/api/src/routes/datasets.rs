@@ -3,11 +3,9 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use futures::StreamExt;
+use axum::http::{HeaderMap, StatusCode};
 use jobs::{DatasetFormat, DatasetRecord, DatasetUpload, Datasets, JobsError};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use types::ModelName;
 use utoipa::ToSchema;
 
@@ -15,6 +13,7 @@ use crate::auth::{Data, Guarded};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
+use crate::upload::{stage_body, too_large};
 
 #[derive(Serialize, ToSchema)]
 pub struct DatasetView {
@@ -92,7 +91,7 @@ pub async fn upload(
             ))
         }
     };
-    let staged = stage_body(&state, &headers, body, limit).await?;
+    let staged = stage_body(&state, &headers, body, limit, "the dataset file").await?;
     let upload = DatasetUpload {
         tenant: guard.principal.tenant.clone(),
         name: params.name,
@@ -185,61 +184,4 @@ pub(crate) fn jobs_error(error: JobsError) -> ApiError {
         JobsError::Registry(e) => super::registry_error(e),
         other => ApiError::internal(&other),
     }
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "upload_too_large",
-        format!("the upload exceeds the limit of {limit} bytes (serve --max-upload-mb)"),
-    )
-}
-
-/// Streams the body into a temporary file with a size cap; the file goes when the
-/// returned path drops.
-async fn stage_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-) -> ApiResult<tempfile::TempPath> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let staging = state.config().upload_dir.clone();
-    let temp = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&staging)?;
-        tempfile::NamedTempFile::new_in(&staging)
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(|e| ApiError::internal(&e))?;
-    let (file, path) = temp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut stream = body.into_data_stream();
-    let mut received: u64 = 0;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("upload_interrupted", "the upload was interrupted")
-        })?;
-        received = received.saturating_add(chunk.len() as u64);
-        if received > limit {
-            return Err(too_large(limit));
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-    }
-    file.flush().await.map_err(|e| ApiError::internal(&e))?;
-    if received == 0 {
-        return Err(ApiError::bad_request(
-            "empty_upload",
-            "the upload is empty: send the dataset file as the body",
-        ));
-    }
-    Ok(path)
 }

@@ -2,11 +2,9 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use futures::StreamExt;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use store::{ModelRecord, VersionRecord};
-use tokio::io::AsyncWriteExt;
 use types::{ModelName, ModelRef, TenantName};
 use utoipa::ToSchema;
 
@@ -15,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::routes::store_error;
 use crate::state::AppState;
+use crate::upload::stage_body;
 
 #[derive(Serialize, ToSchema)]
 pub struct OpenAiModel {
@@ -278,14 +277,14 @@ pub async fn upload(
         _ => principal.tenant.clone(),
     };
     let limit = state.config().max_upload;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let staged = stage_body(&state, body, limit).await?;
+    let staged = stage_body(
+        &state,
+        &headers,
+        body,
+        limit,
+        "a tar archive of the model folder",
+    )
+    .await?;
     let request = registry::ImportRequest {
         name,
         tenant,
@@ -296,57 +295,12 @@ pub async fn upload(
     };
     let version = state
         .registry()
-        .import_tar(open_staged(&staged)?, request, limit)
+        .import_tar(
+            std::fs::File::open(&staged).map_err(|e| ApiError::internal(&e))?,
+            request,
+            limit,
+        )
         .await
         .map_err(super::registry_error)?;
     Ok((StatusCode::CREATED, Json(version.into())))
-}
-
-fn open_staged(path: &std::path::Path) -> ApiResult<std::fs::File> {
-    std::fs::File::open(path).map_err(|e| ApiError::internal(&e))
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "upload_too_large",
-        format!("the upload exceeds the limit of {limit} bytes (serve --max-upload-mb)"),
-    )
-}
-
-/// Streams the body into a temporary file, counting bytes; the file is removed when
-/// the returned handle drops, on success and on every error path.
-async fn stage_body(state: &AppState, body: Body, limit: u64) -> ApiResult<tempfile::TempPath> {
-    let staging = state.config().upload_dir.clone();
-    let temp = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&staging)?;
-        tempfile::NamedTempFile::new_in(&staging)
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(|e| ApiError::internal(&e))?;
-    let (file, path) = temp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut stream = body.into_data_stream();
-    let mut received: u64 = 0;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("upload_interrupted", "the upload was interrupted")
-        })?;
-        received = received.saturating_add(chunk.len() as u64);
-        if received > limit {
-            return Err(too_large(limit));
-        }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
-    }
-    file.sync_all().await.map_err(|e| ApiError::internal(&e))?;
-    if received == 0 {
-        return Err(ApiError::bad_request(
-            "empty_upload",
-            "the upload is empty: send a tar archive of the model folder",
-        ));
-    }
-    Ok(path)
 }
