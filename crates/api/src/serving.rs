@@ -33,6 +33,14 @@ pub async fn resolve(
     }
 }
 
+/// The identity of a model version as audit entries and receipts carry it: SHA-256 of
+/// its manifest (every file's path, size and SHA-256), so it names the exact weights.
+pub fn version_digest(version: &VersionRecord) -> String {
+    use sha2::Digest;
+    let manifest = serde_json::to_vec(&version.manifest).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(manifest))
+}
+
 pub fn deployment_key(version: &VersionRecord) -> DeploymentKey {
     DeploymentKey {
         tenant: version.tenant.to_string(),

@@ -1,12 +1,14 @@
 //! `POST /v1/embeddings`, compatible with OpenAI's API and its official clients.
 
 use axum::extract::State;
+use axum::Extension;
 use base64::Engine as _;
 use inference::EmbedRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
@@ -64,7 +66,7 @@ pub async fn create(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Json(request): Json<EmbeddingsRequest>,
-) -> ApiResult<Json<EmbeddingsResponse>> {
+) -> ApiResult<(Extension<AuditModel>, Json<EmbeddingsResponse>)> {
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -115,7 +117,7 @@ pub async fn create(
             embedding: encode(vector, base64),
         })
         .collect();
-    Ok(Json(EmbeddingsResponse {
+    let response = EmbeddingsResponse {
         object: "list",
         data,
         model: request.model,
@@ -123,7 +125,10 @@ pub async fn create(
             prompt_tokens: n_tokens,
             total_tokens: n_tokens,
         },
-    }))
+    };
+    // The audit entry and the receipt name the exact version that answered.
+    let answered_by = AuditModel(serving::version_digest(&version));
+    Ok((Extension(answered_by), Json(response)))
 }
 
 /// What a request asks to embed, validated for shape before any model work.

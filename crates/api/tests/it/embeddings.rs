@@ -413,3 +413,34 @@ async fn models_deploy_and_undeploy_while_running() {
         .collect();
     assert!(left.is_empty(), "checkouts left behind: {left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_name_the_model_version_that_answered() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let log = governance::audit::AuditLog::open(
+        app.store.clone(),
+        crypto::signing::SigningKey::generate(),
+    );
+    assert!(app.state.set_audit(log));
+    let reply = embed(&app, &key, json!({"model": "minilm", "input": "traceable"})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let seq = reply.headers["x-charter-receipt"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let receipt = app.get(&format!("/v1/receipts/{seq}"), &key).await;
+    assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.text);
+    let version = app
+        .store
+        .resolve(&store::Caller::admin(), &"minilm:1".parse().unwrap())
+        .await
+        .unwrap()
+        .1;
+    let expected = api::serving::version_digest(&version);
+    assert_eq!(expected.len(), 64);
+    assert!(
+        receipt.text.contains(&expected),
+        "the receipt does not name the model version: {}",
+        receipt.text
+    );
+}
