@@ -143,6 +143,10 @@ impl Writer {
     async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         let mut tick = tokio::time::interval(self.config.checkpoint_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // An interval's first tick completes at once; periodic seals start one interval
+        // after start, so when the writer first reads the chain depends only on appends
+        // and explicit seals, never on how the scheduler ordered start-up.
+        tick.tick().await;
         loop {
             tokio::select! {
                 command = receiver.recv() => match command {
