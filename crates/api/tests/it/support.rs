@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use api::{ApiConfig, AppState};
+use api::AppState;
+
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
@@ -11,9 +13,7 @@ use engine::tensor::{TensorModel, TensorModelSpec, ValidSpec};
 use http_body_util::BodyExt;
 use registry::Registry;
 use serde_json::Value;
-use store::Store;
 use tower::ServiceExt;
-use types::{Scope, Scopes, TenantName};
 
 pub const SEED_SPEC: &str = r#"{"inputs": [{"name": "x", "shape": [10]}], "outputs": [{"name": "y", "shape": [10]}], "layers": [{"type": "linear", "name": "layer1", "in": 10, "out": 20}, {"type": "linear", "name": "layer2", "in": 20, "out": 10}], "loss": "mse"}"#;
 
@@ -24,58 +24,29 @@ pub struct App {
     pub registry: Registry,
     /// Keys by tenant: `acme` and `other`, scopes data, jobs, inference, models:read.
     pub keys: HashMap<&'static str, String>,
-    _dir: tempfile::TempDir,
+    /// Owns the store, blobs and temp dir the router works on.
+    _app: TestApp,
 }
 
+/// The shared in-process app (`common::TestApp`) with two tenants and their keys.
 pub async fn app() -> App {
-    let dir = testkit::tempdir::tempdir("api").unwrap();
-    let store = Store::connect(dir.path().join("charter.db").to_str().unwrap())
-        .await
-        .unwrap();
-    let keyring = crypto::envelope::MasterKeyring::new(crypto::envelope::MasterKey::generate(1));
-    let blobs = blobstore::open(
-        &blobstore::BlobConfig::Filesystem {
-            root: dir.path().join("blobs"),
-        },
-        keyring,
-    )
-    .unwrap();
-    let registry = Registry::new(store.clone(), blobs);
+    let test_app = TestApp::new().await;
     let mut keys = HashMap::new();
     for tenant in ["acme", "other"] {
-        let name = TenantName::try_from(tenant).unwrap();
-        store.create_tenant(&name, false).await.unwrap();
-        let (_, key) = governance::mint_key(
-            &store,
-            governance::KeyRequest {
-                tenant: name,
-                scopes: Scopes::new(vec![
-                    Scope::Data,
-                    Scope::Jobs,
-                    Scope::Inference,
-                    Scope::ModelsRead,
-                ]),
-                description: String::new(),
-                expires_at: None,
-                limits: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
-        keys.insert(tenant, key.expose().clone());
+        test_app.tenant(tenant).await;
+        keys.insert(
+            tenant,
+            test_app
+                .key(tenant, "data,jobs,inference,models:read")
+                .await,
+        );
     }
-    let config = ApiConfig {
-        upload_dir: dir.path().join("uploads"),
-        ..ApiConfig::default()
-    };
-    let state = AppState::new(store, registry.clone(), config, None);
-    state.set_ready(true);
     App {
-        router: api::router(state.clone()),
-        state,
-        registry,
+        router: test_app.router.clone(),
+        state: test_app.state.clone(),
+        registry: test_app.registry.clone(),
         keys,
-        _dir: dir,
+        _app: test_app,
     }
 }
 
