@@ -29,8 +29,36 @@ const MAX_TOKENS_PER_FORWARD: usize = 8192;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Precision {
+    /// Exact parity with the reference implementation.
     #[default]
     F32,
+    /// Dense-layer weights in bfloat16 with f32 accumulation: half the weight memory and,
+    /// on CPUs with AVX-512 BF16, about twice the multiply rate. Embeddings agree with
+    /// f32 to a cosine similarity above 0.999.
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = EngineError;
+
+    fn from_str(text: &str) -> Result<Self, EngineError> {
+        match text {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(EngineError::Unsupported(format!(
+                "precision `{other}` (expected `f32` or `bf16`)"
+            ))),
+        }
+    }
 }
 
 /// How to load an encoder.
@@ -86,7 +114,6 @@ impl Encoder {
     /// `model.safetensors.index.json`), and when present `modules.json`,
     /// `1_Pooling/config.json`, `sentence_bert_config.json`.
     pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self, EngineError> {
-        let Precision::F32 = options.precision;
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let sentence_config = SentenceTransformerConfig::from_dir(dir)?;
 
@@ -104,7 +131,7 @@ impl Encoder {
         let tensors = weights::load_dir(dir, &device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = match &config {
-            ModelConfig::Bert(bert) => BertModel::load(vb, bert)?,
+            ModelConfig::Bert(bert) => BertModel::load(vb, bert, options.precision)?,
         };
 
         let max_seq_length = options

@@ -80,7 +80,7 @@ pub async fn create(
     };
     let inputs = parse_input(request.input, state.config().max_inputs)?;
     let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
-    let deployment = serving::encoder(&state, &version).await?;
+    let deployment = serving::encoder(&state, &version, None).await?;
     let dim = deployment.encoder.dim();
     if let Some(dimensions) = request.dimensions {
         if dimensions != dim as u64 {
