@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
+    self, audit, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants, v2,
 };
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::routes::{
         system::metrics,
         models::openai_list,
         embeddings::create,
+        explain::explain,
         deploy::deploy,
         deploy::undeploy,
         deploy::list,

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub(crate) mod datasets;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
+pub(crate) mod explain;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
@@ -89,6 +90,7 @@ pub fn table() -> Vec<Route> {
         ),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
         route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
+        route::<auth::Inference>(M::POST, "/v1/explain", post(explain::explain)),
         route::<auth::ModelsWrite>(
             M::POST,
             "/v1/registry/models/{name}/deploy",

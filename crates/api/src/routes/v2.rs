@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
 use inference::InferenceError;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use store::Caller;
 use types::{ModelName, ModelRef};
 use utoipa::ToSchema;
 
+use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
@@ -182,14 +184,14 @@ pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<ModelName>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<Json<V2InferResponse>> {
+) -> ApiResult<(Extension<AuditModel>, Json<V2InferResponse>)> {
     let model_ref = ModelRef {
         name,
         version: None,
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request)
-        .await
-        .map(Json)
+    let (answered_by, response) =
+        run_infer(&state, &guard.principal.caller(), &model_ref, request).await?;
+    Ok((Extension(answered_by), Json(response)))
 }
 
 /// Inference on one version.
@@ -202,14 +204,14 @@ pub async fn version_infer(
     State(state): State<AppState>,
     Path((name, version)): Path<(ModelName, i64)>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<Json<V2InferResponse>> {
+) -> ApiResult<(Extension<AuditModel>, Json<V2InferResponse>)> {
     let model_ref = ModelRef {
         name,
         version: Some(version),
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request)
-        .await
-        .map(Json)
+    let (answered_by, response) =
+        run_infer(&state, &guard.principal.caller(), &model_ref, request).await?;
+    Ok((Extension(answered_by), Json(response)))
 }
 
 async fn run_infer(
@@ -217,7 +219,7 @@ async fn run_infer(
     caller: &Caller,
     model_ref: &ModelRef,
     request: V2InferRequest,
-) -> ApiResult<V2InferResponse> {
+) -> ApiResult<(AuditModel, V2InferResponse)> {
     let (resolution, model) = loaded(state, caller, model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs
@@ -245,12 +247,17 @@ async fn run_infer(
             }
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
-    Ok(V2InferResponse {
-        model_name: resolution.model,
-        model_version: resolution.version.to_string(),
-        id: request.id,
-        outputs: split_outputs(&model.spec, rows, output),
-    })
+    // The audit entry and the receipt name the exact version that answered.
+    let answered_by = AuditModel(resolution.digest);
+    Ok((
+        answered_by,
+        V2InferResponse {
+            model_name: resolution.model,
+            model_version: resolution.version.to_string(),
+            id: request.id,
+            outputs: split_outputs(&model.spec, rows, output),
+        },
+    ))
 }
 
 fn split_outputs(
@@ -330,7 +337,7 @@ async fn model_metadata(
 
 /// Resolves the reference as `caller` sees it (briefly cached) and loads the version on
 /// first use.
-async fn loaded(
+pub(crate) async fn loaded(
     state: &AppState,
     caller: &Caller,
     model_ref: &ModelRef,
@@ -351,6 +358,7 @@ async fn loaded(
         key: format!("{}/{}:{}", version.tenant, version.model, version.version),
         model: version.model.to_string(),
         version: version.version,
+        digest: crate::serving::version_digest(&version),
     };
     let model = match tensors.get(&resolution.key) {
         Some(model) => model,

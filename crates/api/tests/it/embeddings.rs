@@ -488,3 +488,51 @@ async fn deploy_in_bf16_reloads_and_stays_close_to_f32() {
     // Back to f32 on request.
     assert_eq!(deploy("f32").await.body["precision"], "f32");
 }
+
+/// Encoders are explained by occlusion: the tokens of `text` with scores, and the two
+/// texts' similarity equal to that of their embeddings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_scores_the_tokens_of_a_similarity() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let body = json!({"model": "minilm", "text": "a dog runs in the park", "compare_to": "puppy"});
+    let reply = app
+        .call(Method::POST, "/v1/explain", Some(&key), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["method"], "occlusion");
+    let tokens: Vec<&str> = reply.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.get("token").and_then(Value::as_str).unwrap())
+        .collect();
+    assert_eq!(tokens, ["a", "dog", "runs", "in", "the", "park"]);
+    let embedded = vectors(
+        &embed(
+            &app,
+            &key,
+            json!({"model": "minilm", "input": ["a dog runs in the park", "puppy"]}),
+        )
+        .await,
+    );
+    let cosine: f32 = embedded[0]
+        .iter()
+        .zip(&embedded[1])
+        .map(|(a, b)| a * b)
+        .sum();
+    let similarity = reply.body["similarity"].as_f64().unwrap() as f32;
+    assert!(
+        (similarity - cosine).abs() < 1e-4,
+        "{similarity} vs {cosine}"
+    );
+    let missing = app
+        .call(
+            Method::POST,
+            "/v1/explain",
+            Some(&key),
+            Some(json!({"model": "minilm", "text": "x"})),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.text);
+    assert!(missing.text.contains("compare_to"), "{}", missing.text);
+}

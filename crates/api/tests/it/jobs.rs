@@ -6,9 +6,8 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use jobs::{FailPoint, Runner, RunnerConfig};
 use serde_json::{json, Value};
-use types::{ModelName, TenantName};
 
-use crate::support::{app, assert_trajectory, App, Reference, SEED_SPEC};
+use crate::support::{self, app, assert_trajectory, App, Reference, SEED_SPEC};
 
 fn runner_config(fail_point: Option<FailPoint>) -> RunnerConfig {
     RunnerConfig {
@@ -37,28 +36,7 @@ async fn seed_setup(app: &App, tenant: &str) -> Reference {
     let (status, body) = upload(app, tenant, "name=seed-data", &reference.jsonl()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["rows"], 1000);
-    jobs::train::publish_model(
-        &app.registry,
-        jobs::PublishRequest {
-            tenant: TenantName::try_from(tenant).unwrap(),
-            name: ModelName::try_from("seed-init").unwrap(),
-            model: reference.initial_model(),
-            lineage: jobs::Lineage {
-                job_id: None,
-                dataset: None,
-                dataset_digest: String::new(),
-                dataset_rows: 0,
-                spec: Reference::spec(),
-                hyperparameters: Default::default(),
-                seed: 0,
-                parent_model: None,
-                final_metrics: Default::default(),
-                steps: 0,
-            },
-        },
-    )
-    .await
-    .unwrap();
+    support::publish(app, tenant, "seed-init", &reference.initial_model()).await;
     reference
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod common;
 mod embeddings;
 mod errors;
+mod explain;
 mod isolation;
 mod jobs;
 mod keys;

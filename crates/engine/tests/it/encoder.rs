@@ -412,3 +412,37 @@ fn thread_pool_option_gives_the_same_vectors() {
         assert!(cosine > 0.999999 && max_abs < 1e-6, "{cosine} {max_abs}");
     }
 }
+
+/// Occlusion scores: every non-special token is scored once, in order, and the token
+/// that carries the shared meaning matters more than filler.
+#[test]
+fn similarity_explanations_score_each_token_by_occlusion() {
+    let explanation = minilm()
+        .explain_similarity("the cat sat on the mat", "a kitten")
+        .unwrap();
+    let tokens: Vec<&str> = explanation
+        .tokens
+        .iter()
+        .map(|t| t.token.as_str())
+        .collect();
+    assert_eq!(tokens, ["the", "cat", "sat", "on", "the", "mat"]);
+    let positions: Vec<usize> = explanation.tokens.iter().map(|t| t.position).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6]);
+    let whole = minilm()
+        .embed(&["the cat sat on the mat", "a kitten"])
+        .unwrap();
+    let (cosine, _) = compare(&whole[0], &whole[1]);
+    assert!((explanation.similarity - cosine).abs() < 1e-5);
+    let score = |token: &str| {
+        explanation
+            .tokens
+            .iter()
+            .find(|t| t.token == token)
+            .unwrap()
+            .score
+    };
+    assert!(
+        score("cat") > score("on") && score("cat") > 0.0,
+        "{explanation:?}"
+    );
+}
