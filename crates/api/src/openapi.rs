@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
+    self, audit, datasets, deploy, embeddings, jobs, keys, models, system, tenants, usage, v2,
 };
 
 #[derive(OpenApi)]
@@ -36,12 +36,14 @@ use crate::routes::{
         tenants::list,
         tenants::create,
         tenants::remove,
+        tenants::set_limits,
         keys::list,
         keys::create,
         keys::revoke,
         audit::list,
         audit::proof,
         audit::receipt,
+        usage::list,
         datasets::upload,
         datasets::list,
         datasets::show,
@@ -67,6 +69,9 @@ use crate::routes::{
         routes::KeyView,
         routes::CreateTenantRequest,
         routes::TenantView,
+        routes::TenantLimitsRequest,
+        routes::UsageList,
+        routes::UsageRow,
         routes::ModelList,
         routes::ModelView,
         routes::VersionView,

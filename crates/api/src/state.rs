@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use governance::audit::AuditLog;
+use governance::metering::Meter;
+use governance::ratelimit::RateLimiter;
 use inference::Deployments;
 use registry::Registry;
 use store::Store;
@@ -63,6 +65,8 @@ struct Inner {
     /// Set once by the binary; while unset, requests are not audited.
     audit: std::sync::OnceLock<AuditLog>,
     tensors: inference::tensor::TensorModels,
+    limiter: RateLimiter,
+    meter: Arc<Meter>,
 }
 
 impl AppState {
@@ -85,6 +89,8 @@ impl AppState {
                 metrics,
                 audit: std::sync::OnceLock::new(),
                 tensors: Default::default(),
+                limiter: RateLimiter::new(),
+                meter: Arc::new(Meter::new()),
             }),
         }
     }
@@ -126,6 +132,17 @@ impl AppState {
     /// Tensor models loaded for Open Inference Protocol v2 requests.
     pub fn tensors(&self) -> &inference::tensor::TensorModels {
         &self.inner.tensors
+    }
+
+    /// This process's rate limits per key and tenant.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    /// Usage not yet written to the store; the binary flushes it periodically and on
+    /// shutdown.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
     }
 
     pub fn render_metrics(&self) -> Option<String> {

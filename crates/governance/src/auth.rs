@@ -5,6 +5,8 @@
 //! part was wrong. Nothing of the presented key is ever logged.
 
 use crypto::ApiKey;
+
+use crate::ratelimit::{Charged, Limits};
 use store::{Caller, Store};
 use types::{Scope, Scopes, TenantName};
 
@@ -14,6 +16,8 @@ pub struct Principal {
     pub tenant: TenantName,
     pub key_id: String,
     pub scopes: Scopes,
+    /// The key's and the tenant's rate limits, read with the key.
+    pub limits: Limits,
 }
 
 impl Principal {
@@ -23,6 +27,15 @@ impl Principal {
 
     pub fn grants(&self, scope: Scope) -> bool {
         self.scopes.grants(scope)
+    }
+
+    /// This caller as the rate limiter charges it.
+    pub fn charged(&self) -> Charged<'_> {
+        Charged {
+            key_id: &self.key_id,
+            tenant: &self.tenant,
+            limits: self.limits,
+        }
     }
 
     /// The store's view of this caller, for visibility rules.
@@ -64,6 +77,10 @@ pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Princip
         tenant: record.tenant,
         key_id: record.key_id,
         scopes: record.scopes,
+        limits: Limits {
+            key: record.limits,
+            tenant: record.tenant_limits,
+        },
     })
 }
 

@@ -12,6 +12,7 @@ use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::limits;
 use crate::serving;
 use crate::state::AppState;
 
@@ -61,7 +62,7 @@ pub struct Usage {
     request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
@@ -102,12 +103,14 @@ pub async fn create(
         )
         .with_param("input"));
     }
+    limits::charge_tokens(&state, &guard.principal, n_tokens)?;
     let vectors = deployment
         .worker
         .call(EmbedRequest { sequences })
         .await
         .map_err(serving::inference_error)?;
     metrics::counter!("charter_embedding_tokens_total").increment(n_tokens as u64);
+    limits::meter(&state, &guard.principal, version.model.as_str(), n_tokens);
     let data = vectors
         .into_iter()
         .enumerate()

@@ -5,3 +5,4 @@ mod keys;
 mod models;
 mod support;
 mod tenants;
+mod usage;
