@@ -9,6 +9,8 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 pub mod openapi;
 pub mod routes;

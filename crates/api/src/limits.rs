@@ -9,6 +9,7 @@
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use governance::admission::Slot;
 use governance::ratelimit::{format_duration, LimitExceeded, RateStatus, WindowStatus};
 use governance::Principal;
 use store::KeyLimits;
@@ -34,6 +35,27 @@ pub(crate) fn charge_tokens(
         .limiter()
         .charge_tokens(principal.charged(), n_tokens as u64)
         .map_err(|refused| rate_limited(&refused))
+}
+
+/// Takes one of the caller's tenant's places for an inference request in flight, when
+/// places are capped; 429 when the tenant holds them all. Dropping the slot gives the
+/// place back.
+pub(crate) fn inference_slot(state: &AppState, principal: &Principal) -> ApiResult<Option<Slot>> {
+    let Some(slots) = state.tenant_slots() else {
+        return Ok(None);
+    };
+    match slots.try_acquire(&principal.tenant) {
+        Some(slot) => Ok(Some(slot)),
+        None => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_concurrent_requests",
+            format!(
+                "this tenant already has {} inference requests in flight, the most allowed at once; retry when one has finished",
+                slots.max_per_tenant()
+            ),
+        )
+        .with_retry_after(1)),
+    }
 }
 
 /// Meters one answered request for usage reporting.

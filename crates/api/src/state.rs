@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use governance::admission::TenantSlots;
 use governance::audit::AuditLog;
 use governance::metering::Meter;
 use governance::ratelimit::RateLimiter;
@@ -29,6 +30,9 @@ pub struct ApiConfig {
     pub max_inputs: usize,
     /// Most tokens, summed over the inputs, in one embeddings request.
     pub max_request_tokens: usize,
+    /// Most inference requests one tenant may have in flight at once (more get 429),
+    /// so one tenant cannot fill a model's queue; `None` for no cap.
+    pub max_in_flight_per_tenant: Option<usize>,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +46,7 @@ impl Default for ApiConfig {
             queue_capacity: 256,
             max_inputs: 2048,
             max_request_tokens: 300_000,
+            max_in_flight_per_tenant: None,
         }
     }
 }
@@ -67,6 +72,7 @@ struct Inner {
     tensors: inference::tensor::TensorModels,
     limiter: RateLimiter,
     meter: Arc<Meter>,
+    tenant_slots: Option<TenantSlots>,
 }
 
 impl AppState {
@@ -76,6 +82,7 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<MetricsRender>,
     ) -> Self {
+        let tenant_slots = config.max_in_flight_per_tenant.map(TenantSlots::new);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -91,6 +98,7 @@ impl AppState {
                 tensors: Default::default(),
                 limiter: RateLimiter::new(),
                 meter: Arc::new(Meter::new()),
+                tenant_slots,
             }),
         }
     }
@@ -137,6 +145,11 @@ impl AppState {
     /// This process's rate limits per key and tenant.
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    /// Places per tenant for inference requests in flight, when capped.
+    pub fn tenant_slots(&self) -> Option<&TenantSlots> {
+        self.inner.tenant_slots.as_ref()
     }
 
     /// Usage not yet written to the store; the binary flushes it periodically and on

@@ -1,11 +1,13 @@
 //! Governance: who is calling (authentication), what they may do (scopes), and the
 //! policies that every request passes through before it reaches a service: the PII
 //! engine ([`pii`]) among them, the tamper-evident audit log ([`audit`]), rate limits
-//! ([`ratelimit`]) and usage metering ([`metering`]).
+//! ([`ratelimit`]), per-tenant concurrency shares ([`admission`]) and usage metering
+//! ([`metering`]).
 //!
 //! Knows nothing of HTTP beyond header text; the `api` crate turns these decisions
 //! into responses.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod metering;

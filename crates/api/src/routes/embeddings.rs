@@ -80,6 +80,7 @@ pub async fn create(
         }
     };
     let inputs = parse_input(request.input, state.config().max_inputs)?;
+    let _slot = limits::inference_slot(&state, &guard.principal)?;
     let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
     let deployment = serving::encoder(&state, &version).await?;
     let dim = deployment.encoder.dim();
@@ -135,7 +136,7 @@ pub async fn create(
 }
 
 /// What a request asks to embed, validated for shape before any model work.
-enum Inputs {
+pub(crate) enum Inputs {
     Texts(Vec<String>),
     Tokens(Vec<Vec<u32>>),
 }
@@ -144,7 +145,7 @@ fn invalid_input(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_input", message).with_param("input")
 }
 
-fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
+pub(crate) fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
     const SHAPE: &str = "input must be a string, an array of strings, an array of token ids, or an array of arrays of token ids";
     let items = match input {
         Value::String(text) => vec![Value::String(text)],

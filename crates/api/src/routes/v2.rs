@@ -221,6 +221,7 @@ async fn run_infer(
     model_ref: &ModelRef,
     request: V2InferRequest,
 ) -> ApiResult<V2InferResponse> {
+    let _slot = limits::inference_slot(state, principal)?;
     let (resolution, model) = loaded(state, &principal.caller(), model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs

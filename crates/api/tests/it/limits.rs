@@ -14,7 +14,12 @@ use crate::common::{error_code, Reply, TestApp};
 const HELLO_TOKENS: i64 = 4;
 
 async fn app() -> TestApp {
-    let app = TestApp::new().await;
+    app_with(api::ApiConfig::default()).await
+}
+
+/// An app over `config` with all-MiniLM-L6-v2 imported as the shared model `minilm`.
+async fn app_with(config: api::ApiConfig) -> TestApp {
+    let app = TestApp::with_config(config).await;
     let mut request =
         registry::ImportRequest::new("minilm".parse().unwrap(), "admin".parse().unwrap());
     request.shared = true;
@@ -382,4 +387,69 @@ async fn a_flooding_tenant_does_not_starve_another() {
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!((ok, limited), (5, 55), "{flood_statuses:?}");
+}
+
+/// Without rate limits, against a small queue: a tenant floods with far more
+/// concurrent requests than the queue holds, and the per-tenant cap on requests in
+/// flight keeps places free for another tenant, whose requests all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_cannot_fill_the_queue_of_a_model() {
+    let config = api::ApiConfig {
+        queue_capacity: 4,
+        max_in_flight_per_tenant: Some(2),
+        ..api::ApiConfig::default()
+    };
+    let app = app_with(config).await;
+    app.tenant("flood").await;
+    app.tenant("calm").await;
+    let flood = app.key("flood", "inference").await;
+    let calm = app.key("calm", "inference").await;
+    // Load the model first, so the flood meets a warm worker.
+    assert_eq!(embed(&app, &calm).await.status, StatusCode::OK);
+
+    let long: Vec<String> = (0..16)
+        .map(|i| format!("sentence {i} {}", "with many words ".repeat(15)))
+        .collect();
+    let floods = (0..40).map(|_| {
+        let (app, flood, input) = (&app, &flood, long.clone());
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/embeddings",
+                Some(flood),
+                Some(json!({"model": "minilm", "input": input})),
+            )
+            .await
+        }
+    });
+    let calm_sequence = async {
+        let mut replies = Vec::new();
+        for _ in 0..5 {
+            replies.push(embed(&app, &calm).await);
+        }
+        replies
+    };
+    let (flood_replies, calm_replies) =
+        tokio::join!(futures::future::join_all(floods), calm_sequence);
+    for reply in &calm_replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let mut refused = 0;
+    for reply in &flood_replies {
+        match reply.status {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(error_code(reply), "too_many_concurrent_requests");
+                assert_eq!(header(reply, "retry-after"), "1");
+                refused += 1;
+            }
+            other => panic!("flood got {other}: {}", reply.text),
+        }
+    }
+    assert!(
+        refused > 0,
+        "40 concurrent requests never exceeded 2 in flight"
+    );
+    let slots = app.state.tenant_slots().unwrap();
+    assert_eq!(slots.in_flight(&TenantName::try_from("flood").unwrap()), 0);
 }

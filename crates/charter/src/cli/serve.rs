@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// Requests that may wait per loaded model before new ones get 503
     #[arg(long, env = "CHARTER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// Most inference requests one tenant may have in flight at once (more get 429), so
+    /// a flooding tenant cannot fill the queues; e.g. a quarter of --queue-capacity
+    /// [default: no cap]
+    #[arg(long, env = "CHARTER_MAX_IN_FLIGHT_PER_TENANT")]
+    pub max_in_flight_per_tenant: Option<usize>,
     /// Do not keep the audit log (only for measuring its cost; nothing is recorded)
     #[arg(long, env = "CHARTER_NO_AUDIT")]
     pub no_audit: bool,
@@ -96,6 +101,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
             .unwrap_or(defaults.max_json_body),
         queue_capacity: args.queue_capacity.max(1),
         request_timeout_secs: args.request_timeout_secs.max(1),
+        max_in_flight_per_tenant: args.max_in_flight_per_tenant,
         upload_dir: context.storage.scratch_dir(),
         checkout_dir: context.storage.scratch_dir(),
         ..defaults
