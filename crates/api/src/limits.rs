@@ -10,9 +10,10 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use governance::admission::Slot;
-use governance::ratelimit::{format_duration, LimitExceeded, RateStatus, WindowStatus};
+use governance::ratelimit::{format_duration, LimitExceeded, LimitOwner, RateStatus, WindowStatus};
 use governance::Principal;
 use store::KeyLimits;
+use types::Day;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -25,14 +26,31 @@ pub(crate) fn admit(state: &AppState, principal: &Principal) -> ApiResult<()> {
         .map_err(|refused| rate_limited(&refused))
 }
 
-/// Charges `n_tokens` against the caller's token limits, before inference.
-pub(crate) fn charge_tokens(
+/// Charges `n_tokens` against the caller's token limits, before inference. Daily
+/// quotas first learn what the store metered today (once per day and process), so a
+/// restart does not reset them.
+pub(crate) async fn charge_tokens(
     state: &AppState,
     principal: &Principal,
     n_tokens: usize,
 ) -> ApiResult<()> {
-    state
-        .limiter()
+    let limiter = state.limiter();
+    for owner in limiter.days_to_seed(principal.charged()) {
+        let key_id = match owner {
+            LimitOwner::Key => Some(principal.key_id.as_str()),
+            LimitOwner::Tenant => None,
+        };
+        match state
+            .store()
+            .tokens_on_day(&principal.tenant, key_id, Day::today())
+            .await
+        {
+            Ok(tokens) => limiter.add_to_day(principal.charged(), owner, tokens.max(0) as u64),
+            // Fails open: the quota counts from zero, as without a store.
+            Err(error) => tracing::warn!(%error, "cannot read today's usage for a daily quota"),
+        }
+    }
+    limiter
         .charge_tokens(principal.charged(), n_tokens as u64)
         .map_err(|refused| rate_limited(&refused))
 }

@@ -162,6 +162,45 @@ impl RateLimiter {
         self.status_at(who, Instant::now(), Day::today(), types::unix_now())
     }
 
+    /// The daily quotas of `who` whose count for today has not yet been read from the
+    /// store, marked as read: the caller adds what the store says with
+    /// [`RateLimiter::add_to_day`]. This is how daily quotas survive a restart.
+    pub fn days_to_seed(&self, who: Charged<'_>) -> Vec<LimitOwner> {
+        let (now, today) = (Instant::now(), Day::today());
+        if who.limits.is_unlimited() {
+            return Vec::new();
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owners = Vec::new();
+        for (owner, subject, limits) in subjects(&who) {
+            let entry = windows.entry(subject).or_default();
+            entry.sync(&limits, now, today);
+            if let Some(day) = entry.tokens_today.as_mut().filter(|day| !day.seeded) {
+                day.seeded = true;
+                owners.push(owner);
+            }
+        }
+        owners
+    }
+
+    /// Adds `tokens` used earlier today (by this server before a restart, or by other
+    /// replicas) to the daily quota of `owner`.
+    pub fn add_to_day(&self, who: Charged<'_>, owner: LimitOwner, tokens: u64) {
+        let today = Day::today();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let subject = match owner {
+            LimitOwner::Key => Subject::Key(who.key_id.to_owned()),
+            LimitOwner::Tenant => Subject::Tenant(who.tenant.clone()),
+        };
+        if let Some(day) = windows
+            .get_mut(&subject)
+            .and_then(|entry| entry.tokens_today.as_mut())
+            .filter(|day| day.day == today)
+        {
+            day.used = day.used.saturating_add(tokens);
+        }
+    }
+
     fn take(
         &self,
         who: Charged<'_>,
@@ -278,11 +317,13 @@ impl Windows {
                     limit,
                     day: today,
                     used: 0,
+                    seeded: false,
                 });
                 day.limit = limit;
                 if day.day != today {
                     day.day = today;
                     day.used = 0;
+                    day.seeded = false;
                 }
             }
         }
@@ -404,6 +445,9 @@ struct DayCounter {
     limit: u64,
     day: Day,
     used: u64,
+    /// Whether the store's count for `day` has been asked for (see
+    /// [`RateLimiter::days_to_seed`]).
+    seeded: bool,
 }
 
 impl DayCounter {
@@ -586,6 +630,40 @@ mod tests {
                 Day::from_unix(86_400),
             )
             .unwrap();
+    }
+
+    #[test]
+    fn daily_quotas_are_seeded_once_per_day() {
+        let limiter = RateLimiter::new();
+        let acme = tenant();
+        let mut both = limits((None, None, Some(100)), None);
+        both.tenant.tpd = Some(1000);
+        let k = who("k", &acme, both);
+        assert_eq!(
+            limiter.days_to_seed(k),
+            [LimitOwner::Key, LimitOwner::Tenant]
+        );
+        assert_eq!(limiter.days_to_seed(k), [], "asked once");
+        limiter.add_to_day(k, LimitOwner::Key, 98);
+        let refused = limiter.charge_tokens(k, 3).unwrap_err();
+        assert_eq!(
+            (refused.owner, refused.kind),
+            (LimitOwner::Key, LimitKind::TokensPerDay)
+        );
+        limiter.charge_tokens(k, 2).unwrap();
+        // Another key of the tenant starts from the tenant's count.
+        let other = who("other", &acme, limits((None, None, None), None));
+        let other = Charged {
+            limits: Limits {
+                tenant: both.tenant,
+                ..other.limits
+            },
+            ..other
+        };
+        assert_eq!(limiter.days_to_seed(other), []);
+        limiter.add_to_day(k, LimitOwner::Tenant, 997);
+        assert!(limiter.charge_tokens(other, 2).is_err());
+        limiter.charge_tokens(other, 1).unwrap();
     }
 
     #[test]

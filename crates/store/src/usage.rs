@@ -78,6 +78,32 @@ impl Store {
         Ok(())
     }
 
+    /// Tokens metered on `day` for the tenant, or for one of its keys: where a
+    /// restarted server's daily quotas start from.
+    pub async fn tokens_on_day(
+        &self,
+        tenant: &TenantName,
+        key_id: Option<&str>,
+        day: Day,
+    ) -> Result<i64, StoreError> {
+        let mut sql = String::from(
+            "SELECT CAST(COALESCE(SUM(u.tokens), 0) AS BIGINT) AS tokens FROM usage_daily u \
+             JOIN tenants t ON t.id = u.tenant_id WHERE t.name = $1 AND u.day = $2",
+        );
+        if key_id.is_some() {
+            sql.push_str(" AND u.key_id = $3");
+        }
+        let mut query = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(day.to_string());
+        if let Some(key_id) = key_id {
+            query = query.bind(key_id);
+        }
+        let row = query.fetch_one(&self.pool).await?;
+        // PostgreSQL sums BIGINT to NUMERIC; the CAST keeps one decoding for both.
+        Ok(row.try_get::<i64, _>("tokens")?)
+    }
+
     /// Usage rows matching `filter`, by day, tenant, key and model.
     pub async fn usage(&self, filter: &UsageFilter) -> Result<Vec<UsageRecord>, StoreError> {
         // Built per filter rather than `$n IS NULL OR …`, which PostgreSQL cannot type.

@@ -104,7 +104,7 @@ pub async fn create(
         )
         .with_param("input"));
     }
-    limits::charge_tokens(&state, &guard.principal, n_tokens)?;
+    limits::charge_tokens(&state, &guard.principal, n_tokens).await?;
     let vectors = deployment
         .worker
         .call(EmbedRequest { sequences })

@@ -236,7 +236,7 @@ async fn run_infer(
     let tensor_request = TensorRequest::new(&model.spec, &inputs)
         .map_err(|e| ApiError::bad_request("invalid_input", e.to_string()).with_param("inputs"))?;
     let rows = tensor_request.rows;
-    limits::charge_tokens(state, principal, rows)?;
+    limits::charge_tokens(state, principal, rows).await?;
     let output = model
         .worker
         .call(tensor_request)

@@ -42,6 +42,38 @@ async fn limited_key(app: &TestApp, tenant: &str, limits: KeyLimits) -> String {
     text.expose().clone()
 }
 
+/// `PUT /v1/tenants/{tenant}/limits` with `body`.
+async fn set_tenant_limits(app: &TestApp, admin: &str, tenant: &str, body: Value) -> Reply {
+    app.call(
+        Method::PUT,
+        &format!("/v1/tenants/{tenant}/limits"),
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
+fn rpm(n: i64) -> KeyLimits {
+    KeyLimits {
+        rpm: Some(n),
+        ..KeyLimits::default()
+    }
+}
+
+fn tpm(n: i64) -> KeyLimits {
+    KeyLimits {
+        tpm: Some(n),
+        ..KeyLimits::default()
+    }
+}
+
+fn tpd(n: i64) -> KeyLimits {
+    KeyLimits {
+        tpd: Some(n),
+        ..KeyLimits::default()
+    }
+}
+
 async fn embed(app: &TestApp, key: &str) -> Reply {
     app.call(
         Method::POST,
@@ -81,15 +113,7 @@ fn assert_rate_limited(reply: &Reply, message_part: &str) -> u64 {
 async fn requests_per_minute_headers_and_429() {
     let app = TestApp::new().await;
     app.tenant("acme").await;
-    let key = limited_key(
-        &app,
-        "acme",
-        KeyLimits {
-            rpm: Some(2),
-            ..KeyLimits::default()
-        },
-    )
-    .await;
+    let key = limited_key(&app, "acme", rpm(2)).await;
     for remaining in ["1", "0"] {
         let reply = app.get("/v1/models", &key).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -116,15 +140,7 @@ async fn requests_per_minute_headers_and_429() {
 async fn token_limits_charge_the_real_token_count() {
     let app = app().await;
     app.tenant("acme").await;
-    let key = limited_key(
-        &app,
-        "acme",
-        KeyLimits {
-            tpm: Some(2 * HELLO_TOKENS + 1),
-            ..KeyLimits::default()
-        },
-    )
-    .await;
+    let key = limited_key(&app, "acme", tpm(2 * HELLO_TOKENS + 1)).await;
     for remaining in [HELLO_TOKENS + 1, 1] {
         let reply = embed(&app, &key).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -142,28 +158,12 @@ async fn token_limits_charge_the_real_token_count() {
     assert_rate_limited(&refused, "tokens per minute");
 
     // A request larger than the whole limit is told so rather than to wait.
-    let tiny = limited_key(
-        &app,
-        "acme",
-        KeyLimits {
-            tpm: Some(HELLO_TOKENS - 1),
-            ..KeyLimits::default()
-        },
-    )
-    .await;
+    let tiny = limited_key(&app, "acme", tpm(HELLO_TOKENS - 1)).await;
     let refused = embed(&app, &tiny).await;
     assert_rate_limited(&refused, &format!("needs {HELLO_TOKENS} tokens"));
 
     // The daily quota: the second request would pass it and waits for midnight UTC.
-    let daily = limited_key(
-        &app,
-        "acme",
-        KeyLimits {
-            tpd: Some(HELLO_TOKENS + 1),
-            ..KeyLimits::default()
-        },
-    )
-    .await;
+    let daily = limited_key(&app, "acme", tpd(HELLO_TOKENS + 1)).await;
     assert_eq!(embed(&app, &daily).await.status, StatusCode::OK);
     let refused = embed(&app, &daily).await;
     let retry_after = assert_rate_limited(&refused, "tokens per day");
@@ -183,14 +183,7 @@ async fn a_tenant_limit_is_shared_by_its_keys() {
     let app = TestApp::new().await;
     app.tenant("acme").await;
     let admin = app.admin_key().await;
-    let set = app
-        .call(
-            Method::PUT,
-            "/v1/tenants/acme/limits",
-            Some(&admin),
-            Some(json!({"rpm": 3})),
-        )
-        .await;
+    let set = set_tenant_limits(&app, &admin, "acme", json!({"rpm": 3})).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
     assert_eq!(set.body["rpm"], 3);
     assert_eq!(set.body["tpm"], Value::Null);
@@ -209,35 +202,14 @@ async fn a_tenant_limit_is_shared_by_its_keys() {
     assert_eq!(app.get("/v1/models", &other).await.status, StatusCode::OK);
 
     // Limits can be lifted, and invalid ones are refused.
-    let lifted = app
-        .call(
-            Method::PUT,
-            "/v1/tenants/acme/limits",
-            Some(&admin),
-            Some(json!({})),
-        )
-        .await;
+    let lifted = set_tenant_limits(&app, &admin, "acme", json!({})).await;
     assert_eq!(lifted.body["rpm"], Value::Null, "{}", lifted.text);
     assert_eq!(app.get("/v1/models", &b).await.status, StatusCode::OK);
     for body in [json!({"rpm": 0}), json!({"tpd": -5}), json!({"rpx": 1})] {
-        let reply = app
-            .call(
-                Method::PUT,
-                "/v1/tenants/acme/limits",
-                Some(&admin),
-                Some(body),
-            )
-            .await;
+        let reply = set_tenant_limits(&app, &admin, "acme", body).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
     }
-    let missing = app
-        .call(
-            Method::PUT,
-            "/v1/tenants/nope/limits",
-            Some(&admin),
-            Some(json!({"rpm": 1})),
-        )
-        .await;
+    let missing = set_tenant_limits(&app, &admin, "nope", json!({"rpm": 1})).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     // Tenants can be created with limits too.
@@ -347,14 +319,7 @@ async fn a_flooding_tenant_does_not_starve_another() {
     app.tenant("flood").await;
     app.tenant("calm").await;
     let admin = app.admin_key().await;
-    let set = app
-        .call(
-            Method::PUT,
-            "/v1/tenants/flood/limits",
-            Some(&admin),
-            Some(json!({"rpm": 5})),
-        )
-        .await;
+    let set = set_tenant_limits(&app, &admin, "flood", json!({"rpm": 5})).await;
     assert_eq!(set.status, StatusCode::OK);
     let flood_keys = [
         app.key("flood", "inference").await,
@@ -452,4 +417,44 @@ async fn a_tenant_cannot_fill_the_queue_of_a_model() {
     );
     let slots = app.state.tenant_slots().unwrap();
     assert_eq!(slots.in_flight(&TenantName::try_from("flood").unwrap()), 0);
+}
+
+/// Daily quotas start from what the store metered today, so restarting the server (a
+/// fresh process, here a fresh app over usage a previous one wrote) does not reset
+/// them; for the key's quota and for the tenant's, which all its keys share.
+#[tokio::test]
+async fn daily_quotas_survive_a_restart() {
+    let app = app().await;
+    app.tenant("acme").await;
+    let key = limited_key(&app, "acme", tpd(2 * HELLO_TOKENS + 1)).await;
+    let key_id = key.split('_').nth(1).unwrap().to_owned();
+    // What the previous process metered today for this key.
+    let earlier = |key_id: &str, tokens: i64| store::UsageRecord {
+        tenant: TenantName::try_from("acme").unwrap(),
+        key_id: key_id.to_owned(),
+        model: "minilm".into(),
+        day: types::Day::today(),
+        requests: 1,
+        tokens,
+    };
+    app.store
+        .add_usage(&[earlier(&key_id, HELLO_TOKENS + 1)])
+        .await
+        .unwrap();
+    let reply = embed(&app, &key).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(header(&reply, "x-ratelimit-remaining-tokens"), "0");
+    assert_rate_limited(&embed(&app, &key).await, "tokens per day");
+
+    // The tenant's quota counts every key's usage of the day.
+    let admin = app.admin_key().await;
+    let set = set_tenant_limits(&app, &admin, "acme", json!({"tpd": 3 * HELLO_TOKENS})).await;
+    assert_eq!(set.status, StatusCode::OK);
+    app.store
+        .add_usage(&[earlier("an-old-key", HELLO_TOKENS)])
+        .await
+        .unwrap();
+    let other = app.key("acme", "inference").await;
+    let refused = embed(&app, &other).await;
+    assert_rate_limited(&refused, "this tenant may use 12 tokens per day");
 }

@@ -155,6 +155,35 @@ async fn usage_adds_up(store: Store) {
         .await,
         [row("2026-01-01", "acme", "k1", "mini", 1, 10)]
     );
+    let on = |day: &str| day.parse::<Day>().unwrap();
+    assert_eq!(
+        store
+            .tokens_on_day(&tenant("acme"), None, on("2026-01-02"))
+            .await
+            .unwrap(),
+        47
+    );
+    assert_eq!(
+        store
+            .tokens_on_day(&tenant("acme"), Some("k1"), on("2026-01-02"))
+            .await
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        store
+            .tokens_on_day(&tenant("acme"), Some("k9"), on("2026-01-02"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .tokens_on_day(&tenant("beta"), None, on("2026-01-03"))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(
         rows(UsageFilter {
             model: Some("mlp".into()),
