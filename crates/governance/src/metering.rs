@@ -7,7 +7,7 @@
 //! its tally back to be retried.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use store::{Store, StoreError, UsageRecord};
 use types::{Day, TenantName};
@@ -49,7 +49,20 @@ impl Meter {
 
     /// Writes the tally to the store; on failure it is kept for the next flush.
     /// Returns how many rows were written.
-    pub async fn flush(&self, store: &Store) -> Result<usize, StoreError> {
+    ///
+    /// The write runs as a task of its own: a caller that goes away mid-write (a usage
+    /// request whose client hung up) cannot drop the tally being written.
+    pub async fn flush(self: &Arc<Self>, store: &Store) -> Result<usize, StoreError> {
+        let (meter, store) = (self.clone(), store.clone());
+        match tokio::spawn(async move { meter.write(&store).await }).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down; nothing more can be written.
+            Err(_) => Ok(0),
+        }
+    }
+
+    async fn write(&self, store: &Store) -> Result<usize, StoreError> {
         let _one_at_a_time = self.flushing.lock().await;
         let taken = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         if taken.is_empty() {
@@ -81,7 +94,7 @@ impl Meter {
     /// Flushes every `interval` until the returned task is aborted; errors are logged
     /// and the tally retried at the next tick.
     pub fn spawn_flusher(
-        meter: std::sync::Arc<Meter>,
+        meter: Arc<Meter>,
         store: Store,
         interval: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {

@@ -158,8 +158,10 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     let drain = Duration::from_secs(args.drain_secs);
     serve(listener, app, tls_config, limits, state.clone(), drain).await?;
     runner.shutdown().await;
-    flusher.abort();
+    // Flush first: a periodic flush in progress finishes before this one starts (they
+    // share a lock), so aborting the flusher afterwards cannot drop a tally mid-write.
     flush_usage(&state, &services).await;
+    flusher.abort();
     services.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

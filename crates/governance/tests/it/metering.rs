@@ -26,7 +26,7 @@ async fn tallies_are_written_once_and_kept_when_a_flush_fails() {
     let acme = TenantName::try_from("acme").unwrap();
     store.create_tenant(&acme, false).await.unwrap();
 
-    let meter = Meter::new();
+    let meter = std::sync::Arc::new(Meter::new());
     meter.record(&acme, "k1", "mini", 4);
     meter.record(&acme, "k1", "mini", 6);
     meter.record(&acme, "k2", "mini", 1);
