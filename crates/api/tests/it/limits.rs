@@ -458,3 +458,30 @@ async fn daily_quotas_survive_a_restart() {
     let refused = embed(&app, &other).await;
     assert_rate_limited(&refused, "this tenant may use 12 tokens per day");
 }
+
+/// A request over the limit is refused in the authentication layer, before its handler
+/// looks anything up, and the refusal is audited with the caller and the status.
+#[tokio::test]
+async fn refusals_come_first_and_are_audited() {
+    let app = crate::audit::audited_app().await;
+    app.tenant("acme").await;
+    let key = limited_key(&app, "acme", rpm(1)).await;
+    assert_eq!(app.get("/v1/models", &key).await.status, StatusCode::OK);
+    // A model that does not exist would be 404 from the handler; the limit answers first.
+    let refused = app
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "nowhere", "input": "x"})),
+        )
+        .await;
+    assert_rate_limited(&refused, "1 requests per minute");
+    let entry = crate::audit::entry(&app, crate::audit::receipt_of(&refused)).await;
+    assert_eq!(entry.entry.status, 429);
+    assert_eq!(entry.entry.tenant.as_deref(), Some("acme"));
+    assert_eq!(
+        entry.entry.key_id.as_deref(),
+        Some(key.split('_').nth(1).unwrap())
+    );
+}
