@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants, v2,
+    self, audit, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants, usage,
+    v2,
 };
 
 #[derive(OpenApi)]
@@ -37,12 +38,14 @@ use crate::routes::{
         tenants::list,
         tenants::create,
         tenants::remove,
+        tenants::set_limits,
         keys::list,
         keys::create,
         keys::revoke,
         audit::list,
         audit::proof,
         audit::receipt,
+        usage::list,
         datasets::upload,
         datasets::list,
         datasets::show,
@@ -68,6 +71,9 @@ use crate::routes::{
         routes::KeyView,
         routes::CreateTenantRequest,
         routes::TenantView,
+        routes::TenantLimitsRequest,
+        routes::UsageList,
+        routes::UsageRow,
         routes::ModelList,
         routes::ModelView,
         routes::VersionView,

@@ -1,5 +1,6 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, data keys, models and model versions, and the audit log.
+//! tenants, API keys, data keys, models and model versions, the audit log and metered
+//! usage.
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -17,6 +18,7 @@ mod jobs;
 mod keys;
 mod models;
 mod tenants;
+mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +37,7 @@ pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
 pub use tenants::TenantRecord;
+pub use usage::{UsageFilter, UsageRecord};
 
 /// Everything that can go wrong in the store. `NotFound` is also what a tenant gets for
 /// another tenant's private records, so names do not leak.

@@ -12,6 +12,7 @@ use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::limits;
 use crate::serving;
 use crate::state::AppState;
 
@@ -61,7 +62,7 @@ pub struct Usage {
     request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = crate::error::ErrorBody),
               (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
@@ -79,6 +80,7 @@ pub async fn create(
         }
     };
     let inputs = parse_input(request.input, state.config().max_inputs)?;
+    let _slot = limits::inference_slot(&state, &guard.principal)?;
     let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
     let deployment = serving::encoder(&state, &version, None).await?;
     let dim = deployment.encoder.dim();
@@ -102,12 +104,14 @@ pub async fn create(
         )
         .with_param("input"));
     }
+    limits::charge_tokens(&state, &guard.principal, n_tokens).await?;
     let vectors = deployment
         .worker
         .call(EmbedRequest { sequences })
         .await
         .map_err(serving::inference_error)?;
     metrics::counter!("charter_embedding_tokens_total").increment(n_tokens as u64);
+    limits::meter(&state, &guard.principal, version.model.as_str(), n_tokens);
     let data = vectors
         .into_iter()
         .enumerate()
@@ -132,7 +136,7 @@ pub async fn create(
 }
 
 /// What a request asks to embed, validated for shape before any model work.
-enum Inputs {
+pub(crate) enum Inputs {
     Texts(Vec<String>),
     Tokens(Vec<Vec<u32>>),
 }
@@ -141,7 +145,7 @@ fn invalid_input(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_input", message).with_param("input")
 }
 
-fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
+pub(crate) fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
     const SHAPE: &str = "input must be a string, an array of strings, an array of token ids, or an array of arrays of token ids";
     let items = match input {
         Value::String(text) => vec![Value::String(text)],

@@ -14,10 +14,11 @@ pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
 pub(crate) mod tenants;
+pub(crate) mod usage;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use types::Scope;
 
 use crate::auth::{self, Permission};
@@ -29,7 +30,8 @@ pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
-pub use tenants::{CreateTenantRequest, TenantView};
+pub use tenants::{CreateTenantRequest, TenantLimitsRequest, TenantView};
+pub use usage::{UsageList, UsageRow};
 pub use v2::{
     V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
     V2ModelReady, V2TensorMetadata,
@@ -140,12 +142,18 @@ pub fn table() -> Vec<Route> {
         route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
         route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
         route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),
+        route::<auth::Admin>(
+            M::PUT,
+            "/v1/tenants/{name}/limits",
+            put(tenants::set_limits),
+        ),
         route::<auth::Admin>(M::GET, "/v1/keys", get(keys::list)),
         route::<auth::Admin>(M::POST, "/v1/keys", post(keys::create)),
         route::<auth::Admin>(M::DELETE, "/v1/keys/{id}", delete(keys::revoke)),
         route::<auth::AuditRead>(M::GET, "/v1/audit", get(audit::list)),
         route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
         route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
+        route::<auth::Usage>(M::GET, "/v1/usage", get(usage::list)),
     ]
 }
 

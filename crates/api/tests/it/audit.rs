@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::common::{error_code, Reply, TestApp};
 
-async fn audited_app() -> TestApp {
+pub(crate) async fn audited_app() -> TestApp {
     let app = TestApp::new().await;
     let log = AuditLog::with_config(
         app.store.clone(),
@@ -27,7 +27,7 @@ async fn audited_app() -> TestApp {
     app
 }
 
-fn receipt_of(reply: &Reply) -> i64 {
+pub(crate) fn receipt_of(reply: &Reply) -> i64 {
     reply
         .headers
         .get("x-charter-receipt")
@@ -38,7 +38,7 @@ fn receipt_of(reply: &Reply) -> i64 {
         .unwrap()
 }
 
-async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
+pub(crate) async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
     app.store.audit_entry(seq).await.unwrap().unwrap()
 }
 

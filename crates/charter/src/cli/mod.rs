@@ -9,6 +9,7 @@ mod receipts;
 mod serve;
 mod tenants;
 mod train;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,8 @@ pub enum Command {
     Datasets(datasets::DatasetsCommand),
     /// Train a tensor model locally, or submit the job to a server
     Train(Box<train::TrainArgs>),
+    /// Show metered usage per tenant, key, model and day
+    Usage(usage::UsageArgs),
     /// Print the OpenAPI document
     Openapi,
 }
@@ -123,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Datasets(command) => datasets::run(context, command).await,
             Command::Train(args) => train::run(context, *args).await,
+            Command::Usage(args) => usage::run(context, args).await,
         }
     })
 }

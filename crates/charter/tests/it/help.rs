@@ -10,6 +10,7 @@ const COMMANDS: &[&[&str]] = &[
     &["serve"],
     &["tenants"],
     &["tenants", "create"],
+    &["tenants", "set"],
     &["tenants", "list"],
     &["keys"],
     &["keys", "create"],
@@ -32,6 +33,7 @@ const COMMANDS: &[&[&str]] = &[
     &["datasets", "list"],
     &["datasets", "rm"],
     &["train"],
+    &["usage"],
     &["openapi"],
 ];
 

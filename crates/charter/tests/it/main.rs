@@ -2,7 +2,9 @@
 
 mod audit;
 mod cli;
+mod hardening;
 mod help;
+mod limits;
 mod openai;
 mod tls;
 mod train;

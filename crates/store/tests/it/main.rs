@@ -6,3 +6,4 @@ mod keys;
 mod models;
 mod support;
 mod tenants;
+mod usage;
