@@ -1,6 +1,8 @@
 //! Governance: who is calling (authentication), what they may do (scopes), and the
 //! policies that every request passes through before it reaches a service: the PII
-//! engine ([`pii`]) among them, and the tamper-evident audit log ([`audit`]).
+//! engine ([`pii`]) among them with its per-tenant use in the service path ([`privacy`]:
+//! policies, the pseudonym vault, stored payloads, erasure), and the tamper-evident audit
+//! log ([`audit`]).
 //!
 //! Knows nothing of HTTP beyond header text; the `api` crate turns these decisions
 //! into responses.
@@ -8,5 +10,6 @@
 pub mod audit;
 pub mod auth;
 pub mod pii;
+pub mod privacy;
 
 pub use auth::{authenticate, mint_key, AuthError, KeyRequest, Principal};

@@ -1,5 +1,6 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, data keys, models and model versions, and the audit log.
+//! tenants, API keys, data keys, models and model versions, the audit log, and privacy
+//! records (PII policies, the pseudonym vault, stored payloads).
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -16,6 +17,7 @@ mod datasets;
 mod jobs;
 mod keys;
 mod models;
+mod privacy;
 mod tenants;
 
 use std::str::FromStr;
@@ -34,6 +36,9 @@ pub use datasets::{DatasetRecord, NewDataset};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
+pub use privacy::{
+    Erased, NewPayload, NewVaultEntry, PayloadRecord, PrivacySettingsRecord, VaultRecord,
+};
 pub use tenants::TenantRecord;
 
 /// Everything that can go wrong in the store. `NotFound` is also what a tenant gets for

@@ -3,5 +3,6 @@
 mod jobs;
 mod keys;
 mod models;
+mod privacy;
 mod support;
 mod tenants;
