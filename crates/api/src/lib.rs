@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod privacy;
 pub mod routes;
 pub mod serving;
 pub mod state;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use governance::audit::AuditLog;
+use governance::privacy::Privacy;
 use inference::Deployments;
 use registry::Registry;
 use store::Store;
@@ -63,6 +64,7 @@ struct Inner {
     /// Set once by the binary; while unset, requests are not audited.
     audit: std::sync::OnceLock<AuditLog>,
     tensors: inference::tensor::TensorModels,
+    privacy: Privacy,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 store,
+                privacy: Privacy::new(registry.clone()),
                 registry,
                 deployments: Deployments::new(inference::BatchPolicy {
                     queue_capacity: config.queue_capacity,
@@ -126,6 +129,11 @@ impl AppState {
     /// Tensor models loaded for Open Inference Protocol v2 requests.
     pub fn tensors(&self) -> &inference::tensor::TensorModels {
         &self.inner.tensors
+    }
+
+    /// Per-tenant PII policies, the pseudonym vault, stored payloads and erasure.
+    pub fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     pub fn render_metrics(&self) -> Option<String> {

@@ -11,12 +11,13 @@ pub(crate) mod embeddings;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
+pub(crate) mod privacy;
 pub(crate) mod system;
 pub(crate) mod tenants;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use types::Scope;
 
 use crate::auth::{self, Permission};
@@ -28,6 +29,10 @@ pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
+pub use privacy::{
+    EntityView, ErasureView, PrivacySettingsRequest, PrivacySettingsView, RedactMode,
+    RedactRequest, RedactResponse, RevealRequest, RevealResponse,
+};
 pub use tenants::{CreateTenantRequest, TenantView};
 pub use v2::{
     V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
@@ -144,6 +149,23 @@ pub fn table() -> Vec<Route> {
         route::<auth::AuditRead>(M::GET, "/v1/audit", get(audit::list)),
         route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
         route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
+        route::<auth::Inference>(M::POST, "/v1/privacy/redact", post(privacy::redact)),
+        route::<auth::PiiReveal>(M::POST, "/v1/privacy/reveal", post(privacy::reveal)),
+        route::<auth::Admin>(
+            M::GET,
+            "/v1/tenants/{name}/privacy",
+            get(privacy::show_settings),
+        ),
+        route::<auth::Admin>(
+            M::PUT,
+            "/v1/tenants/{name}/privacy",
+            put(privacy::put_settings),
+        ),
+        route::<auth::Data>(
+            M::DELETE,
+            "/v1/subjects/{id}",
+            delete(privacy::erase_subject),
+        ),
     ]
 }
 

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::common::{error_code, Reply, TestApp};
 
-async fn audited_app() -> TestApp {
+pub async fn audited_app() -> TestApp {
     let app = TestApp::new().await;
     let log = AuditLog::with_config(
         app.store.clone(),
@@ -26,7 +26,7 @@ async fn audited_app() -> TestApp {
     app
 }
 
-fn receipt_of(reply: &Reply) -> i64 {
+pub fn receipt_of(reply: &Reply) -> i64 {
     reply
         .headers
         .get("x-charter-receipt")
@@ -37,7 +37,7 @@ fn receipt_of(reply: &Reply) -> i64 {
         .unwrap()
 }
 
-async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
+pub async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
     app.store.audit_entry(seq).await.unwrap().unwrap()
 }
 

@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod openapi;
 mod permissions;
+mod privacy;
 mod support;
 mod upload;
 mod v2;

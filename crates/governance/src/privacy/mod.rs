@@ -217,7 +217,9 @@ impl Privacy {
         Ok(erased.into())
     }
 
-    async fn subject_tag(
+    /// The keyed tag `subject` is stored under in `tenant` (also what the audit log
+    /// records of an erasure, instead of the id).
+    pub async fn subject_tag(
         &self,
         tenant: &TenantName,
         subject: &Subject,
@@ -371,6 +373,21 @@ pub fn uniform_policy(action: Action, max_input_bytes: usize) -> Result<Policy, 
             "mode must be 'redact' or 'pseudonymize'".into(),
         )),
     }
+}
+
+/// The policy of the redaction endpoint when the caller names no mode: the tenant's
+/// input policy with `allow` turned into `redact`, since an endpoint called "redact"
+/// must not hand values back; `pseudonymize` and `block` stay as configured.
+pub fn redaction_policy(input: &Policy) -> Policy {
+    let strict = |action: Action| match action {
+        Action::Allow => Action::Redact,
+        other => other,
+    };
+    let mut policy = Policy::new(strict(input.default)).with_max_input_bytes(input.max_input_bytes);
+    for (&kind, &action) in &input.actions {
+        policy = policy.with(kind, strict(action));
+    }
+    policy
 }
 
 fn new_vault_id() -> String {

@@ -2,8 +2,6 @@
 //! in the request path, the vault and reveal, payload retention and purge, erasure of a
 //! subject, and no personal data in the clear anywhere under the data dir.
 
-use std::path::Path;
-
 use governance::pii::{Action, EntityKind, PiiError, Policy};
 use governance::privacy::{Erasure, Privacy, PrivacyError, PrivacySettings, Subject};
 use store::Store;
@@ -40,6 +38,10 @@ async fn fixture(tenants: &[&str]) -> Fixture {
     }
 }
 
+fn files_containing(dir: &std::path::Path, needles: &[&str]) -> Vec<(String, std::path::PathBuf)> {
+    testkit::canary::files_containing(dir, needles).unwrap()
+}
+
 fn tenant(name: &str) -> TenantName {
     TenantName::try_from(name).unwrap()
 }
@@ -56,27 +58,6 @@ async fn set(fixture: &Fixture, name: &str, change: impl FnOnce(&mut PrivacySett
         .set_settings(&tenant(name), settings)
         .await
         .unwrap();
-}
-
-/// Every file under `dir`, searched for `needle` as raw bytes.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(path) = stack.pop() {
-        for entry in std::fs::read_dir(&path).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test]
@@ -221,7 +202,7 @@ async fn pseudonyms_are_sealed_in_the_vault_and_revealed_per_tenant() {
             Err(PrivacyError::NotFound(_))
         ));
     }
-    assert!(files_containing(fixture.dir.path(), EMAIL.as_bytes()).is_empty());
+    assert!(files_containing(fixture.dir.path(), &[EMAIL]).is_empty());
 
     // Expired entries are not revealable, then purged.
     sqlx_exec(&fixture.store, "UPDATE pii_vault SET expires_at = 0").await;
@@ -294,10 +275,9 @@ async fn payloads_are_kept_sealed_for_the_retention_period_and_erased_by_subject
     assert!(payloads[0]["vault_id"].as_str().unwrap().starts_with("pv_"));
     assert_eq!(payloads[2]["input"], "someone else");
     // Neither the personal data nor the subject id is stored in the clear.
-    for needle in [EMAIL, CARD, "subject-canary-7", "someone else"] {
-        let found = files_containing(fixture.dir.path(), needle.as_bytes());
-        assert!(found.is_empty(), "{needle} in {found:?}");
-    }
+    let needles = [EMAIL, CARD, "subject-canary-7", "someone else"];
+    let found = files_containing(fixture.dir.path(), &needles);
+    assert!(found.is_empty(), "stored in the clear: {found:?}");
 
     let erased = fixture
         .privacy
