@@ -122,6 +122,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     };
     tracing::info!(addr = %listener.local_addr()?, scheme, data_dir = %context.storage.data_dir.display(), "charter is serving");
     tokio::spawn(load_models(state.clone(), args.load));
+    tokio::spawn(super::privacy::purge_periodically(state.privacy().clone()));
 
     let drain = Duration::from_secs(args.drain_secs);
     if let Some(tls_config) = tls_config {

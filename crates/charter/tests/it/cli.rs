@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn charter(data_dir: &Path) -> Command {
+pub fn charter(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_charter"));
     command
         .env_remove("CHARTER_DATABASE_URL")
@@ -19,7 +19,7 @@ fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("charter runs")
 }
 
-fn ok(command: &mut Command) -> String {
+pub fn ok(command: &mut Command) -> String {
     let output = run(command);
     assert!(
         output.status.success(),
@@ -30,7 +30,7 @@ fn ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn fails(command: &mut Command) -> String {
+pub fn fails(command: &mut Command) -> String {
     let output = run(command);
     assert!(!output.status.success(), "succeeded: {command:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -31,6 +31,12 @@ const COMMANDS: &[&[&str]] = &[
     &["datasets", "upload"],
     &["datasets", "list"],
     &["datasets", "rm"],
+    &["privacy"],
+    &["privacy", "show"],
+    &["privacy", "set"],
+    &["privacy", "redact"],
+    &["privacy", "erase-subject"],
+    &["privacy", "purge"],
     &["train"],
     &["openapi"],
 ];

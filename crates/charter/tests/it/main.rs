@@ -4,5 +4,6 @@ mod audit;
 mod cli;
 mod help;
 mod openai;
+mod privacy;
 mod tls;
 mod train;
