@@ -133,6 +133,10 @@ pub struct ErasureView {
     pub payloads: u64,
     /// Pseudonym vault entries erased.
     pub vault_entries: u64,
+    /// JSONL dataset rows whose `"subject"` was the subject, erased.
+    pub dataset_rows: u64,
+    /// Datasets rewritten without those rows (or removed, when none was left).
+    pub datasets: Vec<String>,
 }
 
 /// Redacts or pseudonymizes personal data in a text.
@@ -250,7 +254,8 @@ pub async fn put_settings(
 }
 
 /// Erases a data subject: the stored payloads and vault entries of requests that named
-/// it. The audit entry records the subject's keyed tag, not its id.
+/// it, and the dataset rows tagged with it. The audit entry records the subject's keyed
+/// tag, not its id.
 #[utoipa::path(delete, path = "/v1/subjects/{id}", tag = "privacy", security(("bearer" = [])),
     params(("id" = String, Path), SubjectQuery),
     responses((status = 200, body = ErasureView), (status = 400, body = crate::error::ErrorBody),
@@ -285,6 +290,10 @@ pub async fn erase_subject(
         .erase_subject(&tenant, &subject)
         .await
         .map_err(privacy_error)?;
+    let datasets = jobs::Datasets::new(state.registry().clone())
+        .erase_subject(&tenant, subject.as_str())
+        .await
+        .map_err(crate::routes::datasets::jobs_error)?;
     let resource = AuditResource(format!("/v1/subjects/tag:{tag}"));
     Ok((
         Extension(resource),
@@ -292,6 +301,8 @@ pub async fn erase_subject(
             tenant: tenant.to_string(),
             payloads: erased.payloads,
             vault_entries: erased.vault_entries,
+            dataset_rows: datasets.rows,
+            datasets: datasets.datasets,
         }),
     ))
 }

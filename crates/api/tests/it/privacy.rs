@@ -32,6 +32,29 @@ async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> Reply {
     app.call(Method::POST, path, Some(key), Some(body)).await
 }
 
+async fn upload_dataset(
+    app: &TestApp,
+    tenant: &str,
+    name: &str,
+    rows: &str,
+) -> store::DatasetRecord {
+    // Staged outside the data dir, which is searched for canaries.
+    let staging = tempfile::tempdir().unwrap();
+    let path = staging.path().join(format!("{name}.jsonl"));
+    std::fs::write(&path, rows).unwrap();
+    jobs::Datasets::new(app.registry.clone())
+        .upload(jobs::DatasetUpload {
+            tenant: tenant.parse().unwrap(),
+            name: name.parse().unwrap(),
+            format: jobs::DatasetFormat::Jsonl,
+            csv_columns: None,
+            path,
+            max_bytes: 1 << 20,
+        })
+        .await
+        .unwrap()
+}
+
 async fn erase(app: &TestApp, path: &str, key: &str) -> Reply {
     app.call(Method::DELETE, path, Some(key), None).await
 }
@@ -306,10 +329,45 @@ async fn payloads_are_stored_only_when_retained_and_erasure_leaves_nothing_of_th
     let found = files_containing(app.dir.path(), &[EMAIL, CARD, subject, "other person"]);
     assert!(found.is_empty(), "stored in the clear: {found:?}");
 
+    // A training dataset whose rows name their subjects.
+    let rows = format!(
+        "{{\"x\":[1],\"y\":[2],\"subject\":\"{subject}\"}}\n{{\"x\":[3],\"y\":[4],\"subject\":\"subject-other\"}}\n{{\"x\":[5],\"y\":[6],\"subject\":\"{subject}\"}}\n"
+    );
+    let before = upload_dataset(&app, "acme", "tagged", &rows).await;
+    assert_eq!(before.n_rows, 3);
+
     let erased = erase(&app, &format!("/v1/subjects/{subject}"), &key).await;
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
     assert_eq!(erased.body["payloads"], 2);
     assert_eq!(erased.body["vault_entries"], 2);
+    assert_eq!(erased.body["dataset_rows"], 2);
+    assert_eq!(erased.body["datasets"], json!(["tagged"]));
+    let after = app
+        .store
+        .find_dataset(
+            &store::Caller::tenant(acme.clone()),
+            &"tagged".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.n_rows, 1);
+    let blobs = app.registry.blobs();
+    let old_digest = blobstore::Digest::parse(&before.digest).unwrap();
+    assert!(
+        !blobs.exists(&acme, &old_digest).unwrap(),
+        "the old content is deleted"
+    );
+    let tenant_key = app.registry.tenant_key(&acme).await.unwrap();
+    let content = blobs
+        .get(
+            &tenant_key,
+            &blobstore::Digest::parse(&after.digest).unwrap(),
+            None,
+        )
+        .unwrap();
+    let content = String::from_utf8(content).unwrap();
+    assert!(!content.contains(subject), "{content}");
+    assert!(content.contains("subject-other"), "{content}");
     let left = app.state.privacy().payloads(&acme).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["input"], json!(["other person"]));

@@ -51,7 +51,7 @@ pub enum PrivacyCommand {
         #[arg(long, value_enum)]
         mode: Option<PiiAction>,
     },
-    /// Erase a data subject's stored payloads and pseudonyms in a tenant
+    /// Erase a data subject's stored payloads, pseudonyms and dataset rows in a tenant
     EraseSubject {
         #[arg(long)]
         tenant: TenantName,
@@ -148,7 +148,17 @@ pub async fn run(context: Context, command: PrivacyCommand) -> anyhow::Result<Ex
         PrivacyCommand::EraseSubject { tenant, subject } => {
             existing_tenant(&services, &tenant).await?;
             let subject = Subject::parse(&subject)?;
-            print_json(&privacy.erase_subject(&tenant, &subject).await?)?;
+            let records = privacy.erase_subject(&tenant, &subject).await?;
+            let datasets = jobs::Datasets::new(services.registry.clone())
+                .erase_subject(&tenant, subject.as_str())
+                .await?;
+            print_json(&serde_json::json!({
+                "tenant": tenant,
+                "payloads": records.payloads,
+                "vault_entries": records.vault_entries,
+                "dataset_rows": datasets.rows,
+                "datasets": datasets.datasets,
+            }))?;
         }
         PrivacyCommand::Purge => print_json(&privacy.purge_expired().await?)?,
     }
