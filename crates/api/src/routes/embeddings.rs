@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::Extension;
 use base64::Engine as _;
 use governance::pii::Redacted;
+use governance::privacy::RequestPrivacy;
 use inference::EmbedRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,21 +90,7 @@ pub async fn create(
         .begin(&guard.principal.tenant, subject)
         .await
         .map_err(privacy_error)?;
-    // The tenant's input policy runs before the model sees anything: with `redact` or
-    // `pseudonymize` the model embeds the rewritten text.
-    let inputs = match inputs {
-        Inputs::Texts(texts) => {
-            tracing::debug!(tenant = %guard.principal.tenant, input = %privacy.for_log(&texts.join(" | ")), "embeddings request");
-            let seen = privacy.input(&texts).map_err(privacy_error)?;
-            Inputs::Texts(seen.into_iter().map(Redacted::into_string).collect())
-        }
-        Inputs::Tokens(sequences) => {
-            privacy
-                .require_checkable("token id inputs")
-                .map_err(privacy_error)?;
-            Inputs::Tokens(sequences)
-        }
-    };
+    let inputs = apply_input_policy(&mut privacy, inputs)?;
     let stored_input = privacy.settings().retention_secs.map(|_| inputs.as_json());
     let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
     let deployment = serving::encoder(&state, &version).await?;
@@ -185,6 +172,27 @@ impl Inputs {
         match self {
             Inputs::Texts(texts) => Value::from(texts.clone()),
             Inputs::Tokens(sequences) => serde_json::json!(sequences),
+        }
+    }
+}
+
+/// The tenant's input policy, before the model sees anything: with `redact` or
+/// `pseudonymize` the model embeds the rewritten text. Token ids cannot be checked, so
+/// they pass only a policy that changes nothing.
+fn apply_input_policy(privacy: &mut RequestPrivacy, inputs: Inputs) -> ApiResult<Inputs> {
+    match inputs {
+        Inputs::Texts(texts) => {
+            tracing::debug!(input = %privacy.for_log(&texts.join(" | ")), "embeddings request");
+            let seen = privacy.input(&texts).map_err(privacy_error)?;
+            Ok(Inputs::Texts(
+                seen.into_iter().map(Redacted::into_string).collect(),
+            ))
+        }
+        Inputs::Tokens(sequences) => {
+            privacy
+                .require_checkable("token id inputs")
+                .map_err(privacy_error)?;
+            Ok(Inputs::Tokens(sequences))
         }
     }
 }
