@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fuzzing;
 mod limits;
 pub mod openapi;
+pub mod privacy;
 pub mod routes;
 pub mod serving;
 pub mod state;

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants, usage,
-    v2,
+    self, audit, datasets, deploy, embeddings, explain, jobs, keys, models, privacy, system,
+    tenants, usage, v2,
 };
 
 #[derive(OpenApi)]
@@ -62,6 +62,11 @@ use crate::routes::{
         v2::model_ready,
         v2::infer,
         v2::version_infer,
+        privacy::redact,
+        privacy::reveal,
+        privacy::show_settings,
+        privacy::put_settings,
+        privacy::erase_subject,
     ),
     components(schemas(
         ErrorBody,
@@ -95,6 +100,15 @@ use crate::routes::{
         routes::V2InferRequest,
         routes::V2InferOutput,
         routes::V2InferResponse,
+        routes::RedactRequest,
+        routes::RedactMode,
+        routes::RedactResponse,
+        routes::EntityView,
+        routes::RevealRequest,
+        routes::RevealResponse,
+        routes::PrivacySettingsRequest,
+        routes::PrivacySettingsView,
+        routes::ErasureView,
     )),
     modifiers(&BearerAuth)
 )]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use governance::admission::TenantSlots;
 use governance::audit::AuditLog;
 use governance::metering::Meter;
+use governance::privacy::Privacy;
 use governance::ratelimit::RateLimiter;
 use inference::Deployments;
 use registry::Registry;
@@ -74,6 +75,7 @@ struct Inner {
     limiter: RateLimiter,
     meter: Arc<Meter>,
     tenant_slots: Option<TenantSlots>,
+    privacy: Privacy,
 }
 
 impl AppState {
@@ -87,6 +89,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 store,
+                privacy: Privacy::new(registry.clone()),
                 registry,
                 deployments: Deployments::new(inference::BatchPolicy {
                     queue_capacity: config.queue_capacity,
@@ -163,6 +166,11 @@ impl AppState {
     /// shutdown.
     pub fn meter(&self) -> &Arc<Meter> {
         &self.inner.meter
+    }
+
+    /// Per-tenant PII policies, the pseudonym vault, stored payloads and erasure.
+    pub fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     pub fn render_metrics(&self) -> Option<String> {

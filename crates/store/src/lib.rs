@@ -1,6 +1,6 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, data keys, models and model versions, the audit log and metered
-//! usage.
+//! tenants, API keys, data keys, models and model versions, the audit log, metered
+//! usage, and privacy records (PII policies, the pseudonym vault, stored payloads).
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -17,6 +17,7 @@ mod datasets;
 mod jobs;
 mod keys;
 mod models;
+mod privacy;
 mod tenants;
 mod usage;
 
@@ -36,6 +37,9 @@ pub use datasets::{DatasetRecord, NewDataset};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
+pub use privacy::{
+    Erased, NewPayload, NewVaultEntry, PayloadRecord, PrivacySettingsRecord, VaultRecord,
+};
 pub use tenants::TenantRecord;
 pub use usage::{UsageFilter, UsageRecord};
 

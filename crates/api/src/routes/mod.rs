@@ -12,6 +12,7 @@ pub(crate) mod explain;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
+pub(crate) mod privacy;
 pub(crate) mod system;
 pub(crate) mod tenants;
 pub(crate) mod usage;
@@ -30,6 +31,10 @@ pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
+pub use privacy::{
+    EntityView, ErasureView, PrivacySettingsRequest, PrivacySettingsView, RedactMode,
+    RedactRequest, RedactResponse, RevealRequest, RevealResponse,
+};
 pub use tenants::{CreateTenantRequest, TenantLimitsRequest, TenantView};
 pub use usage::{UsageList, UsageRow};
 pub use v2::{
@@ -154,6 +159,23 @@ pub fn table() -> Vec<Route> {
         route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
         route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
         route::<auth::Usage>(M::GET, "/v1/usage", get(usage::list)),
+        route::<auth::Inference>(M::POST, "/v1/privacy/redact", post(privacy::redact)),
+        route::<auth::PiiReveal>(M::POST, "/v1/privacy/reveal", post(privacy::reveal)),
+        route::<auth::Admin>(
+            M::GET,
+            "/v1/tenants/{name}/privacy",
+            get(privacy::show_settings),
+        ),
+        route::<auth::Admin>(
+            M::PUT,
+            "/v1/tenants/{name}/privacy",
+            put(privacy::put_settings),
+        ),
+        route::<auth::Data>(
+            M::DELETE,
+            "/v1/subjects/{id}",
+            delete(privacy::erase_subject),
+        ),
     ]
 }
 

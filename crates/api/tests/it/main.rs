@@ -13,6 +13,7 @@ mod keys;
 mod limits;
 mod openapi;
 mod permissions;
+mod privacy;
 mod support;
 mod upload;
 mod v2;

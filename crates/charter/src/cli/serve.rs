@@ -150,6 +150,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     };
     tracing::info!(addr = %listener.local_addr()?, scheme, data_dir = %context.storage.data_dir.display(), "charter is serving");
     tokio::spawn(load_models(state.clone(), args.load));
+    tokio::spawn(super::privacy::purge_periodically(state.privacy().clone()));
 
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),

@@ -6,5 +6,6 @@ mod hardening;
 mod help;
 mod limits;
 mod openai;
+mod privacy;
 mod tls;
 mod train;
