@@ -73,29 +73,61 @@ impl From<Erased> for Erasure {
     }
 }
 
+/// How long a tenant's settings are reused without reading the store. Settings changed
+/// through this process apply at once; changed elsewhere (the CLI, another replica),
+/// within this long.
+pub const SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+type SettingsCache =
+    std::sync::Mutex<std::collections::HashMap<TenantName, (PrivacySettings, std::time::Instant)>>;
+
 /// The privacy service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Privacy {
     registry: Registry,
+    /// Settings read recently, so the request path does not query the store each time.
+    settings: std::sync::Arc<SettingsCache>,
 }
 
 impl Privacy {
     pub fn new(registry: Registry) -> Privacy {
-        Privacy { registry }
+        Privacy {
+            registry,
+            settings: Default::default(),
+        }
+    }
+
+    fn cached_settings(&self, tenant: &TenantName) -> Option<PrivacySettings> {
+        let cache = self.settings.lock().ok()?;
+        let (settings, read_at) = cache.get(tenant)?;
+        (read_at.elapsed() < SETTINGS_TTL).then(|| settings.clone())
+    }
+
+    fn remember_settings(&self, tenant: &TenantName, settings: &PrivacySettings) {
+        if let Ok(mut cache) = self.settings.lock() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, (_, read_at)| read_at.elapsed() < SETTINGS_TTL);
+            }
+            cache.insert(tenant.clone(), (settings.clone(), std::time::Instant::now()));
+        }
     }
 
     /// The tenant's settings, or the defaults when it never set any.
     pub async fn settings(&self, tenant: &TenantName) -> Result<PrivacySettings, PrivacyError> {
-        let Some(record) = self.registry.store().privacy_settings(tenant).await? else {
-            return Ok(PrivacySettings::default());
+        if let Some(settings) = self.cached_settings(tenant) {
+            return Ok(settings);
+        }
+        let settings = match self.registry.store().privacy_settings(tenant).await? {
+            None => PrivacySettings::default(),
+            Some(record) => PrivacySettings {
+                policies: serde_json::from_value(record.policies)
+                    .map_err(|e| StoreError::Corrupt(format!("privacy policies: {e}")))?,
+                retention_secs: record.retention_secs,
+                vault_ttl_secs: record.vault_ttl_secs,
+            },
         };
-        let policies = serde_json::from_value(record.policies)
-            .map_err(|e| StoreError::Corrupt(format!("privacy policies: {e}")))?;
-        Ok(PrivacySettings {
-            policies,
-            retention_secs: record.retention_secs,
-            vault_ttl_secs: record.vault_ttl_secs,
-        })
+        self.remember_settings(tenant, &settings);
+        Ok(settings)
     }
 
     /// Validates and stores the tenant's settings.
@@ -116,6 +148,7 @@ impl Privacy {
                 settings.vault_ttl_secs,
             )
             .await?;
+        self.remember_settings(tenant, &settings);
         tracing::info!(%tenant, retention_secs = ?settings.retention_secs, "privacy settings changed");
         Ok(settings)
     }
