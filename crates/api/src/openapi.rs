@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
+    self, audit, cards, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,9 @@ use crate::routes::{
         system::ready,
         system::metrics,
         models::openai_list,
+        cards::show,
+        cards::replace,
+        cards::lineage,
         embeddings::create,
         deploy::deploy,
         deploy::undeploy,
@@ -72,6 +75,12 @@ use crate::routes::{
         routes::VersionView,
         routes::OpenAiModel,
         routes::OpenAiModelList,
+        routes::CardView,
+        routes::CardRequest,
+        routes::LineageView,
+        routes::DatasetLineageView,
+        routes::VersionLineageView,
+        routes::ModelLineage,
         routes::AuditEntryView,
         routes::AuditList,
         routes::ProofView,

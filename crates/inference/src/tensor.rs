@@ -259,6 +259,8 @@ pub struct Resolution {
     pub key: String,
     pub model: String,
     pub version: i64,
+    /// Text the model's licence asks every response to carry.
+    pub attribution: Option<String>,
 }
 
 /// How long a resolution of `NAME` (latest) or `NAME/VERSION` is reused.

@@ -1,5 +1,6 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, data keys, models and model versions, and the audit log.
+//! tenants, API keys, data keys, models and model versions (with cards and signatures),
+//! and the audit log.
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -16,6 +17,7 @@ mod datasets;
 mod jobs;
 mod keys;
 mod models;
+mod signatures;
 mod tenants;
 
 use std::str::FromStr;
@@ -34,6 +36,7 @@ pub use datasets::{DatasetRecord, NewDataset};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
+pub use signatures::{ServingPolicy, SignatureRecord, TrustedKeyRecord};
 pub use tenants::TenantRecord;
 
 /// Everything that can go wrong in the store. `NotFound` is also what a tenant gets for
@@ -218,6 +221,15 @@ fn get_bool(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
     match row.try_get::<bool, _>(column) {
         Ok(value) => Ok(value),
         Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// Reads a nullable boolean column (see [`get_bool`]).
+fn get_optional_bool(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<bool>, StoreError> {
+    use sqlx::Row;
+    match row.try_get::<Option<bool>, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0)),
     }
 }
 

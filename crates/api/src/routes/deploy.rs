@@ -44,12 +44,13 @@ pub async fn deploy(
     Path(name): Path<ModelName>,
     Query(params): Query<DeployParams>,
 ) -> ApiResult<Json<DeploymentView>> {
-    let version = serving::resolve(
+    let version = serving::admit(
         &state,
         &guard.principal.caller(),
         &model_ref(&name, params.version),
     )
-    .await?;
+    .await?
+    .version;
     serving::encoder(&state, &version).await?;
     Ok(Json(view(&version, true)))
 }

@@ -1,6 +1,7 @@
 //! `POST /v1/embeddings`, compatible with OpenAI's API and its official clients.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Extension;
 use base64::Engine as _;
 use inference::EmbedRequest;
@@ -39,6 +40,10 @@ pub struct EmbeddingsResponse {
     pub data: Vec<EmbeddingData>,
     pub model: String,
     pub usage: Usage,
+    /// The attribution the model's licence asks for (also in `X-Charter-Attribution`);
+    /// absent when it asks for none. OpenAI clients ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,13 +65,14 @@ pub struct Usage {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "inference", security(("bearer" = [])),
     request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody, description = "license_forbidden, model_unsigned or model_signature_invalid"),
               (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
               (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Json(request): Json<EmbeddingsRequest>,
-) -> ApiResult<(Extension<AuditModel>, Json<EmbeddingsResponse>)> {
+) -> ApiResult<(Extension<AuditModel>, HeaderMap, Json<EmbeddingsResponse>)> {
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -79,7 +85,10 @@ pub async fn create(
         }
     };
     let inputs = parse_input(request.input, state.config().max_inputs)?;
-    let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
+    let serving::Admitted {
+        version,
+        attribution,
+    } = serving::admit(&state, &guard.principal.caller(), &request.model).await?;
     let deployment = serving::encoder(&state, &version).await?;
     let dim = deployment.encoder.dim();
     if let Some(dimensions) = request.dimensions {
@@ -125,10 +134,12 @@ pub async fn create(
             prompt_tokens: n_tokens,
             total_tokens: n_tokens,
         },
+        attribution,
     };
     // The audit entry and the receipt name the exact version that answered.
     let answered_by = AuditModel(serving::version_digest(&version));
-    Ok((Extension(answered_by), Json(response)))
+    let headers = serving::attribution_headers(response.attribution.as_deref());
+    Ok((Extension(answered_by), headers, Json(response)))
 }
 
 /// What a request asks to embed, validated for shape before any model work.

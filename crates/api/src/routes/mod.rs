@@ -5,6 +5,7 @@
 //! health, readiness and metrics routes are) or requires the scopes named.
 
 pub(crate) mod audit;
+pub(crate) mod cards;
 pub(crate) mod datasets;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
@@ -16,7 +17,7 @@ pub(crate) mod tenants;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use types::Scope;
 
 use crate::auth::{self, Permission};
@@ -24,6 +25,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use audit::{AuditEntryView, AuditList, ProofView};
+pub use cards::{
+    CardRequest, CardView, DatasetLineageView, LineageView, ModelLineage, VersionLineageView,
+};
 pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
@@ -88,6 +92,9 @@ pub fn table() -> Vec<Route> {
             post(v2::version_infer),
         ),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
+        route::<auth::UseModels>(M::GET, "/v1/models/{name}/card", get(cards::show)),
+        route::<auth::ModelsWrite>(M::PUT, "/v1/models/{name}/card", put(cards::replace)),
+        route::<auth::UseModels>(M::GET, "/v1/models/{name}/lineage", get(cards::lineage)),
         route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
         route::<auth::ModelsWrite>(
             M::POST,
@@ -188,6 +195,13 @@ pub(crate) fn registry_error(error: registry::RegistryError) -> ApiError {
             )
         }
         E::Invalid(_) => ApiError::bad_request("invalid_model", error.to_string()),
+        E::InvalidCard(_) => ApiError::bad_request("invalid_card", error.to_string()),
+        E::Signature(registry::SignatureError::Unsigned { .. }) => {
+            ApiError::forbidden("model_unsigned", error.to_string()).with_param("model")
+        }
+        E::Signature(_) => {
+            ApiError::forbidden("model_signature_invalid", error.to_string()).with_param("model")
+        }
         E::NotFound(_) => ApiError::not_found("model_not_found", error.to_string()),
         E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),
         E::Conflict(_) => ApiError::conflict("already_exists", error.to_string()),

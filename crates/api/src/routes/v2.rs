@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
 use inference::InferenceError;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::routes::datasets::jobs_error;
 use crate::routes::registry_error;
+use crate::serving;
 use crate::state::AppState;
 
 const PLATFORM: &str = "charter-tensor";
@@ -176,40 +177,38 @@ pub async fn model_ready(
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", security(("bearer" = [])),
     params(("name" = String, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
 pub async fn infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Path(name): Path<ModelName>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<Json<V2InferResponse>> {
+) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
     let model_ref = ModelRef {
         name,
         version: None,
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request)
-        .await
-        .map(Json)
+    run_infer(&state, &guard.principal.caller(), &model_ref, request).await
 }
 
 /// Inference on one version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", security(("bearer" = [])),
     params(("name" = String, Path), ("version" = i64, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
 pub async fn version_infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Path((name, version)): Path<(ModelName, i64)>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<Json<V2InferResponse>> {
+) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
     let model_ref = ModelRef {
         name,
         version: Some(version),
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request)
-        .await
-        .map(Json)
+    run_infer(&state, &guard.principal.caller(), &model_ref, request).await
 }
 
 async fn run_infer(
@@ -217,7 +216,7 @@ async fn run_infer(
     caller: &Caller,
     model_ref: &ModelRef,
     request: V2InferRequest,
-) -> ApiResult<V2InferResponse> {
+) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
     let (resolution, model) = loaded(state, caller, model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs
@@ -245,12 +244,14 @@ async fn run_infer(
             }
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
-    Ok(V2InferResponse {
+    let headers = serving::attribution_headers(resolution.attribution.as_deref());
+    let response = V2InferResponse {
         model_name: resolution.model,
         model_version: resolution.version.to_string(),
         id: request.id,
         outputs: split_outputs(&model.spec, rows, output),
-    })
+    };
+    Ok((headers, Json(response)))
 }
 
 fn split_outputs(
@@ -342,15 +343,19 @@ async fn loaded(
             return Ok((resolution, model));
         }
     }
-    let (_, version) = state
+    let (model, version) = state
         .registry()
         .show(model_ref, caller)
         .await
         .map_err(registry_error)?;
+    // Checked on every resolution, so a change of terms or signature applies within
+    // the resolution's short lifetime; a refused caller is never remembered.
+    let attribution = serving::check_admission(state, caller, &model, &version).await?;
     let resolution = Resolution {
         key: format!("{}/{}:{}", version.tenant, version.model, version.version),
         model: version.model.to_string(),
         version: version.version,
+        attribution,
     };
     let model = match tensors.get(&resolution.key) {
         Some(model) => model,

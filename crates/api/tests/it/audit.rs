@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::common::{error_code, Reply, TestApp};
 
-async fn audited_app() -> TestApp {
+pub(crate) async fn audited_app() -> TestApp {
     let app = TestApp::new().await;
     let log = AuditLog::with_config(
         app.store.clone(),

@@ -2,6 +2,7 @@
 //! through `tower::ServiceExt::oneshot` on SQLite files in temp dirs.
 
 mod audit;
+mod cards;
 mod common;
 mod embeddings;
 mod errors;
@@ -10,6 +11,7 @@ mod jobs;
 mod keys;
 mod openapi;
 mod permissions;
+mod signatures;
 mod support;
 mod upload;
 mod v2;

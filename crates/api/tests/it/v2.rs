@@ -7,7 +7,7 @@ use types::{ModelName, TenantName};
 
 use crate::support::{app, App, Reference};
 
-async fn publish_seed(app: &App) -> engine::tensor::TensorModel {
+pub(crate) async fn publish_seed(app: &App) -> engine::tensor::TensorModel {
     let model = Reference::load().initial_model();
     jobs::train::publish_model(
         &app.registry,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn charter(data_dir: &Path) -> Command {
+pub(crate) fn charter(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_charter"));
     command
         .env_remove("CHARTER_DATABASE_URL")
@@ -15,11 +15,11 @@ fn charter(data_dir: &Path) -> Command {
     command
 }
 
-fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("charter runs")
 }
 
-fn ok(command: &mut Command) -> String {
+pub(crate) fn ok(command: &mut Command) -> String {
     let output = run(command);
     assert!(
         output.status.success(),
@@ -30,7 +30,7 @@ fn ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn fails(command: &mut Command) -> String {
+pub(crate) fn fails(command: &mut Command) -> String {
     let output = run(command);
     assert!(!output.status.success(), "succeeded: {command:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
