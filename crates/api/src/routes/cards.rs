@@ -1,13 +1,13 @@
-//! Model cards and lineage: who owns a model, under which licence and terms, and where
-//! each version came from.
+//! Model cards, lineage and signatures: who owns a model, under which licence and
+//! terms, where each version came from, and who signed its files.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use store::{ModelCard, ModelRecord};
-use types::{Date, ModelName, TenantName};
+use types::{Date, ModelName, ModelRef, TenantName};
 use utoipa::ToSchema;
 
-use crate::auth::{Guarded, ModelsWrite, UseModels};
+use crate::auth::{Guarded, ModelsRead, ModelsWrite, UseModels};
 use crate::error::ApiResult;
 use crate::extract::{Json, Path};
 use crate::routes::{registry_error, store_error};
@@ -89,6 +89,32 @@ pub struct ModelLineage {
     pub model: String,
     pub tenant: String,
     pub versions: Vec<VersionLineageView>,
+}
+
+/// One publisher signature of a version.
+#[derive(Serialize, ToSchema)]
+pub struct SignatureView {
+    pub key_id: String,
+    /// The signer's public key (SPKI PEM) as stored with the signature.
+    pub public_key: String,
+    pub signed_at: i64,
+    /// The signature verifies with the stored key and covers the version's files now.
+    pub valid: bool,
+    /// Why it does not, naming the file that differs where that is the reason.
+    pub error: Option<String>,
+    /// The caller's tenant trusts this key.
+    pub trusted: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignatureList {
+    pub model: String,
+    pub version: i64,
+    pub manifest_sha256: String,
+    pub signatures: Vec<SignatureView>,
+    /// `null` when a key the caller's tenant trusts signed exactly these files (what a
+    /// tenant that requires signed models needs); otherwise why not.
+    pub refusal: Option<String>,
 }
 
 impl From<registry::VersionLineage> for LineageView {
@@ -225,5 +251,62 @@ pub async fn lineage(
         model: model.name.to_string(),
         tenant: model.tenant.to_string(),
         versions,
+    }))
+}
+
+/// The signatures of one version, each verified against the version's files now.
+#[utoipa::path(get, path = "/v1/registry/models/{name}/versions/{version}/signatures",
+    tag = "registry", security(("bearer" = [])),
+    params(("name" = String, Path), ("version" = i64, Path)),
+    responses((status = 200, body = SignatureList), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn signatures(
+    guard: Guarded<ModelsRead>,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(ModelName, i64)>,
+) -> ApiResult<Json<SignatureList>> {
+    let caller = guard.principal.caller();
+    let model_ref = ModelRef {
+        name,
+        version: Some(version),
+    };
+    let (_, version) = state
+        .store()
+        .resolve(&caller, &model_ref)
+        .await
+        .map_err(store_error)?;
+    let registry = state.registry();
+    let trusted = state
+        .store()
+        .trusted_keys(&caller.tenant)
+        .await
+        .map_err(store_error)?;
+    let statuses = registry
+        .signatures(&version, None)
+        .await
+        .map_err(registry_error)?;
+    let refusal = match registry.check_signed(&version, &caller.tenant).await {
+        Ok(()) => None,
+        Err(registry::RegistryError::Signature(error)) => Some(error.to_string()),
+        Err(error) => return Err(registry_error(error)),
+    };
+    let signatures = statuses
+        .into_iter()
+        .map(|status| SignatureView {
+            trusted: trusted
+                .iter()
+                .any(|t| t.key_id == status.key_id && t.public_key == status.public_key),
+            valid: status.result.is_ok(),
+            error: status.result.err().map(|e| e.to_string()),
+            key_id: status.key_id,
+            public_key: status.public_key,
+            signed_at: status.signed_at,
+        })
+        .collect();
+    Ok(Json(SignatureList {
+        model: version.model.to_string(),
+        version: version.version,
+        manifest_sha256: registry::manifest_digest(&version.manifest),
+        signatures,
+        refusal,
     }))
 }

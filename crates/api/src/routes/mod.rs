@@ -26,7 +26,8 @@ use crate::state::AppState;
 
 pub use audit::{AuditEntryView, AuditList, ProofView};
 pub use cards::{
-    CardRequest, CardView, DatasetLineageView, LineageView, ModelLineage, VersionLineageView,
+    CardRequest, CardView, DatasetLineageView, LineageView, ModelLineage, SignatureList,
+    SignatureView, VersionLineageView,
 };
 pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
@@ -128,6 +129,11 @@ pub fn table() -> Vec<Route> {
             M::DELETE,
             "/v1/registry/models/{name}/versions/{version}",
             delete(models::remove_version),
+        ),
+        route::<auth::ModelsRead>(
+            M::GET,
+            "/v1/registry/models/{name}/versions/{version}/signatures",
+            get(cards::signatures),
         ),
         route::<auth::Data>(
             M::POST,

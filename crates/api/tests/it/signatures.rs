@@ -70,6 +70,17 @@ async fn signed_model_refusal_after_a_one_byte_change() {
         .unwrap();
     let reply = embed(&app, &key).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reader = app.key("acme", "models:read").await;
+    let list = app
+        .get("/v1/registry/models/minilm/versions/1/signatures", &reader)
+        .await;
+    assert_eq!(
+        list.body["refusal"],
+        serde_json::Value::Null,
+        "{}",
+        list.text
+    );
+    assert_eq!(list.body["signatures"].as_array().unwrap().len(), 1);
 
     // One byte of the weights changes after signing: the changed file is stored (sealed
     // and addressed by its new digest, as any import would) and the version's manifest
@@ -117,6 +128,24 @@ async fn signed_model_refusal_after_a_one_byte_change() {
         &statuses[0].result,
         Err(registry::SignatureError::FileDiffers { path, .. }) if path == weights_file
     ));
+
+    // The signatures route shows the same verdict, naming the file.
+    let list = app
+        .get("/v1/registry/models/minilm/versions/1/signatures", &reader)
+        .await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let signature = &list.body["signatures"][0];
+    assert_eq!(signature["key_id"], publisher.key_id());
+    assert_eq!(signature["trusted"], true);
+    assert_eq!(signature["valid"], false);
+    assert!(signature["error"]
+        .as_str()
+        .unwrap()
+        .contains("'model.safetensors'"));
+    assert!(list.body["refusal"]
+        .as_str()
+        .unwrap()
+        .contains("'model.safetensors'"));
 
     // A tenant that does not require signatures is not refused.
     app.store
