@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, cards, datasets, deploy, embeddings, jobs, keys, models, system, tenants, v2,
+    self, audit, cards, datasets, deploy, embeddings, jobs, keys, models, system, tenants, trust,
+    v2,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +41,10 @@ use crate::routes::{
         tenants::list,
         tenants::create,
         tenants::remove,
+        trust::show,
+        trust::update,
+        trust::trust,
+        trust::distrust,
         keys::list,
         keys::create,
         keys::revoke,
@@ -71,6 +76,10 @@ use crate::routes::{
         routes::KeyView,
         routes::CreateTenantRequest,
         routes::TenantView,
+        routes::ModelPolicyView,
+        routes::ModelPolicyRequest,
+        routes::TrustKeyRequest,
+        routes::TrustedKeyView,
         routes::ModelList,
         routes::ModelView,
         routes::VersionView,

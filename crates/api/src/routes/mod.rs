@@ -14,10 +14,11 @@ pub(crate) mod keys;
 pub(crate) mod models;
 pub(crate) mod system;
 pub(crate) mod tenants;
+pub(crate) mod trust;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use types::Scope;
 
 use crate::auth::{self, Permission};
@@ -34,6 +35,7 @@ pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
 pub use tenants::{CreateTenantRequest, TenantView};
+pub use trust::{ModelPolicyRequest, ModelPolicyView, TrustKeyRequest, TrustedKeyView};
 pub use v2::{
     V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
     V2ModelReady, V2TensorMetadata,
@@ -151,6 +153,22 @@ pub fn table() -> Vec<Route> {
         route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
         route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
         route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),
+        route::<auth::Admin>(M::GET, "/v1/tenants/{name}/model-policy", get(trust::show)),
+        route::<auth::Admin>(
+            M::PATCH,
+            "/v1/tenants/{name}/model-policy",
+            patch(trust::update),
+        ),
+        route::<auth::Admin>(
+            M::POST,
+            "/v1/tenants/{name}/trusted-keys",
+            post(trust::trust),
+        ),
+        route::<auth::Admin>(
+            M::DELETE,
+            "/v1/tenants/{name}/trusted-keys/{id}",
+            delete(trust::distrust),
+        ),
         route::<auth::Admin>(M::GET, "/v1/keys", get(keys::list)),
         route::<auth::Admin>(M::POST, "/v1/keys", post(keys::create)),
         route::<auth::Admin>(M::DELETE, "/v1/keys/{id}", delete(keys::revoke)),

@@ -154,3 +154,79 @@ async fn signed_model_refusal_after_a_one_byte_change() {
         .unwrap();
     assert_eq!(embed(&app, &key).await.status, StatusCode::OK);
 }
+
+/// Admins configure signed-only serving and trusted keys over HTTP. The tiny fixture
+/// is no encoder, so an admitted request reaches the encoder check (400
+/// `model_not_encoder`) and a refused one stops at 403.
+#[tokio::test]
+async fn admins_configure_trust_and_signed_only_serving_over_http() {
+    let app = TestApp::new().await;
+    app.tenant("acme").await;
+    let version = app.import("acme", "tiny", false).await;
+    let admin = app.admin_key().await;
+    let key = app.key("acme", "inference").await;
+    let admitted = |reply: Reply| {
+        assert_eq!(error_code(&reply), "model_not_encoder", "{}", reply.text);
+    };
+    let embed = || {
+        app.call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "tiny", "input": "x"})),
+        )
+    };
+    admitted(embed().await);
+
+    let policy = "/v1/tenants/acme/model-policy";
+    let reply = app
+        .call(
+            Method::PATCH,
+            policy,
+            Some(&admin),
+            Some(json!({"require_signed_models": true})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["require_signed_models"], true);
+    assert_eq!(reply.body["commercial"], false);
+    assert_refused(&embed().await, "model_unsigned", "tiny:1");
+
+    let publisher = SigningKey::generate();
+    app.registry.sign(&version, &publisher).await.unwrap();
+    let trusted_keys = "/v1/tenants/acme/trusted-keys";
+    let bad = app
+        .call(
+            Method::POST,
+            trusted_keys,
+            Some(&admin),
+            Some(json!({"public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"})),
+        )
+        .await;
+    assert_eq!(error_code(&bad), "invalid_public_key");
+    let reply = app
+        .call(
+            Method::POST,
+            trusted_keys,
+            Some(&admin),
+            Some(json!({"public_key": publisher.public_key_pem()})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    assert_eq!(reply.body["key_id"], publisher.key_id());
+    admitted(embed().await);
+    let shown = app.get(policy, &admin).await;
+    assert_eq!(shown.body["trusted_keys"][0]["key_id"], publisher.key_id());
+
+    let one_key = format!("{trusted_keys}/{}", publisher.key_id());
+    let reply = app.call(Method::DELETE, &one_key, Some(&admin), None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = app.call(Method::DELETE, &one_key, Some(&admin), None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_refused(&embed().await, "model_unsigned", "tiny:1");
+
+    // Admin only; unknown tenants are 404.
+    assert_eq!(app.get(policy, &key).await.status, StatusCode::FORBIDDEN);
+    let unknown = app.get("/v1/tenants/nobody/model-policy", &admin).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
