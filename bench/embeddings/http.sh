@@ -3,17 +3,18 @@
 # concurrent keep-alive clients posting batches, single-sentence latency, and the
 # server's resident memory. Prints one JSON report (the table is made by run.sh).
 #
-#   bench/embeddings/http.sh [--threads N] [--clients N] [--batch-size N] [--rounds N] [--no-audit]
+#   bench/embeddings/http.sh [--threads N] [--clients N] [--batch-size N] [--rounds N] [--no-audit] [--precision f32|bf16]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-threads=2 clients=4 batch_size=32 rounds=3 serve_flags=()
+threads=2 clients=4 batch_size=32 rounds=3 precision=f32 audit=on serve_flags=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --batch-size) batch_size=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    --no-audit) serve_flags+=(--no-audit); shift ;;
+    --no-audit) serve_flags+=(--no-audit); audit=off; shift ;;
+    --precision) precision=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +29,7 @@ export CHARTER_DATA_DIR=$data CHARTER_LOG=warn RAYON_NUM_THREADS=$threads
 "$charter" models import "$model" --name minilm --shared >/dev/null 2>&1
 key=$("$charter" keys create --admin)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$charter" serve --listen "127.0.0.1:$port" --load minilm "${serve_flags[@]}" &
+"$charter" serve --listen "127.0.0.1:$port" --load "minilm@$precision" "${serve_flags[@]}" &
 pid=$!
 for _ in $(seq 1 120); do
   curl -sf "127.0.0.1:$port/ready" >/dev/null && break
@@ -37,11 +38,11 @@ done
 report=$("$target/release/examples/http_bench" "127.0.0.1:$port" "$key" "$reference" \
   --clients "$clients" --batch-size "$batch_size" --rounds "$rounds")
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-audit=on; [ ${#serve_flags[@]} -gt 0 ] && audit=off
-python3 - "$report" "$rss_kib" "$audit" <<'PY'
+python3 - "$report" "$rss_kib" "$audit" "$precision" <<'PY'
 import json, sys
 report = json.loads(sys.argv[1])
 report["serve_peak_rss_mib"] = round(int(sys.argv[2]) / 1024, 1)
 report["audit"] = sys.argv[3] == "on"
+report["precision"] = sys.argv[4]
 print(json.dumps(report))
 PY

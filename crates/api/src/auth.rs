@@ -99,7 +99,7 @@ pub async fn require_key(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match governance::authenticate(state.store(), header).await {
+    match governance::authenticate_cached(state.store(), state.key_cache(), header).await {
         Ok(principal) => {
             request.extensions_mut().insert(principal.clone());
             let mut response = next.run(request).await;

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, cards, datasets, deploy, embeddings, jobs, keys, models, system, tenants, trust,
-    v2,
+    self, audit, cards, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants,
+    trust, v2,
 };
 
 #[derive(OpenApi)]
@@ -28,6 +28,7 @@ use crate::routes::{
         cards::replace,
         cards::lineage,
         embeddings::create,
+        explain::explain,
         deploy::deploy,
         deploy::undeploy,
         deploy::list,

@@ -129,9 +129,12 @@ pub fn deployment_key(version: &VersionRecord) -> DeploymentKey {
 }
 
 /// The loaded encoder for `version`, loading it on first use.
+/// `precision: None` serves the version as it is loaded (f32 if it is not); see
+/// [`inference::Deployments::encoder`].
 pub async fn encoder(
     state: &AppState,
     version: &VersionRecord,
+    precision: Option<inference::Precision>,
 ) -> Result<Arc<EncoderDeployment>, ApiError> {
     let is_encoder = ["config.json", "tokenizer.json"]
         .iter()
@@ -151,7 +154,7 @@ pub async fn encoder(
     let record = version.clone();
     state
         .deployments()
-        .encoder(deployment_key(version), || async move {
+        .encoder(deployment_key(version), precision, || async move {
             std::fs::create_dir_all(&checkout_dir)
                 .map_err(|e| DeployError::Prepare(e.to_string()))?;
             let temp = tempfile::Builder::new()

@@ -63,6 +63,7 @@ struct Inner {
     /// Set once by the binary; while unset, requests are not audited.
     audit: std::sync::OnceLock<AuditLog>,
     tensors: inference::tensor::TensorModels,
+    keys: governance::KeyCache,
 }
 
 impl AppState {
@@ -85,6 +86,7 @@ impl AppState {
                 metrics,
                 audit: std::sync::OnceLock::new(),
                 tensors: Default::default(),
+                keys: Default::default(),
             }),
         }
     }
@@ -126,6 +128,11 @@ impl AppState {
     /// Tensor models loaded for Open Inference Protocol v2 requests.
     pub fn tensors(&self) -> &inference::tensor::TensorModels {
         &self.inner.tensors
+    }
+
+    /// Recently verified API keys (see [`governance::KeyCache`]).
+    pub fn key_cache(&self) -> &governance::KeyCache {
+        &self.inner.keys
     }
 
     pub fn render_metrics(&self) -> Option<String> {

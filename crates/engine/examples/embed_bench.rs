@@ -5,14 +5,14 @@
 //! included, as `SentenceTransformer.encode` includes it), and single-sentence latency.
 //!
 //! ```text
-//! cargo run --release -p engine --example embed_bench -- --threads 2
+//! cargo run --release -p engine --example embed_bench -- --threads 2 [--precision bf16]
 //! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use engine::encoder::{Encoder, EncoderOptions};
+use engine::encoder::{Encoder, EncoderOptions, Precision};
 
 struct Args {
     model: PathBuf,
@@ -21,6 +21,7 @@ struct Args {
     batch_size: usize,
     rounds: usize,
     single_iterations: usize,
+    precision: Precision,
 }
 
 fn parse_args() -> Result<Args> {
@@ -32,6 +33,7 @@ fn parse_args() -> Result<Args> {
         batch_size: 32,
         rounds: 3,
         single_iterations: 300,
+        precision: Precision::F32,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Args> {
             "--batch-size" => args.batch_size = value.parse()?,
             "--rounds" => args.rounds = value.parse()?,
             "--single-iterations" => args.single_iterations = value.parse()?,
+            "--precision" => args.precision = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -94,6 +97,7 @@ fn main() -> Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
     let options = EncoderOptions {
         threads: Some(args.threads),
+        precision: args.precision,
         ..EncoderOptions::default()
     };
     let load_start = Instant::now();
@@ -129,7 +133,8 @@ fn main() -> Result<()> {
     latencies_ms.sort_by(f64::total_cmp);
 
     let report = serde_json::json!({
-        "implementation": "charter-engine",
+        "implementation": format!("charter-engine-{}", args.precision.as_str()),
+        "bf16_accelerated": engine::bf16::accelerated(),
         "threads": args.threads,
         "batch_size": args.batch_size,
         "load_seconds": load_seconds,

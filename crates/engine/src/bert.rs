@@ -12,6 +12,8 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::bf16::{self, PackedBf16};
+use crate::encoder::Precision;
 use crate::{kernels, EngineError};
 
 /// `config.json` of a BERT checkpoint (the fields this implementation reads).
@@ -73,11 +75,18 @@ struct LayerNorm {
     beta: Vec<f32>,
 }
 
-/// A dense layer stored as `[in, out]` so `x.matmul(&weight)` needs no transpose; the bias
-/// is added by the fused kernel that consumes the product.
+/// A dense layer stored as `[in, out]` so `x · weight` needs no transpose; the bias is
+/// added by the fused kernel that consumes the product.
 struct Dense {
-    weight: Tensor,
+    weight: Weight,
     bias: Vec<f32>,
+}
+
+enum Weight {
+    /// Multiplied by candle's gemm.
+    F32(Tensor),
+    /// Packed once for the bf16 kernels of [`crate::bf16`].
+    Bf16(PackedBf16),
 }
 
 struct Layer {
@@ -95,7 +104,15 @@ impl BertModel {
     /// Builds the model from checkpoint tensors. Accepts both the bare layout
     /// (`embeddings.…`, as sentence-transformers saves it) and the `bert.`-prefixed one of
     /// task models (`BertForSequenceClassification`, …).
-    pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
+    ///
+    /// With [`Precision::Bf16`] the weights of the dense layers are rounded to bf16 (the
+    /// embeddings, biases and LayerNorms stay f32); on CPUs without AVX-512 BF16 the
+    /// rounded weights are widened back and multiplied in f32.
+    pub fn load(
+        vb: VarBuilder,
+        config: &BertConfig,
+        precision: Precision,
+    ) -> Result<Self, EngineError> {
         if config.hidden_act != "gelu" {
             return Err(EngineError::Unsupported(format!(
                 "BERT hidden_act `{}` (only `gelu`)",
@@ -143,7 +160,7 @@ impl BertModel {
             }
         };
         let layers = (0..config.num_hidden_layers)
-            .map(|idx| Layer::load(vb.pp("encoder").pp("layer").pp(idx), config))
+            .map(|idx| Layer::load(vb.pp("encoder").pp("layer").pp(idx), config, precision))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             embeddings,
@@ -195,12 +212,12 @@ impl BertModel {
 
         let mut states = Tensor::from_vec(states, (n_tokens, hidden), &Device::Cpu)?;
         for layer in &self.layers {
-            let qkv = states.matmul(&layer.qkv.weight)?;
+            let qkv = layer.qkv.product(&states)?;
             let context = with_f32(&qkv, |qkv| {
                 kernels::attention(qkv, &layer.qkv.bias, &seq_lens, self.n_heads, self.head_dim)
             })?;
-            let projected = Tensor::from_vec(context, (n_tokens, hidden), &Device::Cpu)?
-                .matmul(&layer.attention_output.weight)?;
+            let context = Tensor::from_vec(context, (n_tokens, hidden), &Device::Cpu)?;
+            let projected = layer.attention_output.product(&context)?;
             let attended = add_norm(
                 projected,
                 &layer.attention_output.bias,
@@ -208,11 +225,11 @@ impl BertModel {
                 &layer.attention_layer_norm,
                 eps,
             )?;
-            let intermediate = attended.matmul(&layer.intermediate.weight)?;
+            let intermediate = layer.intermediate.product(&attended)?;
             intermediate.inplace_op1(&BiasGelu {
                 bias: &layer.intermediate.bias,
             })?;
-            let output = intermediate.matmul(&layer.output.weight)?;
+            let output = layer.output.product(&intermediate)?;
             states = add_norm(
                 output,
                 &layer.output.bias,
@@ -260,27 +277,36 @@ impl BertModel {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
+    fn load(
+        vb: VarBuilder,
+        config: &BertConfig,
+        precision: Precision,
+    ) -> Result<Self, EngineError> {
         let hidden = config.hidden_size;
         let attention = vb.pp("attention");
+        let dense = |vb: VarBuilder, in_dim, out_dim| {
+            let (weight, bias) = Dense::load_transposed(vb, in_dim, out_dim)?;
+            Dense::new(weight, bias, precision)
+        };
         let projections = ["query", "key", "value"]
-            .map(|name| Dense::load(attention.pp("self").pp(name), hidden, hidden));
+            .map(|name| Dense::load_transposed(attention.pp("self").pp(name), hidden, hidden));
         let [query, key, value] = projections;
         let (query, key, value) = (query?, key?, value?);
-        let qkv = Dense {
-            weight: Tensor::cat(&[&query.weight, &key.weight, &value.weight], 1)?,
-            bias: [query.bias, key.bias, value.bias].concat(),
-        };
+        let qkv = Dense::new(
+            Tensor::cat(&[&query.0, &key.0, &value.0], 1)?,
+            [query.1, key.1, value.1].concat(),
+            precision,
+        )?;
         Ok(Self {
             qkv,
-            attention_output: Dense::load(attention.pp("output").pp("dense"), hidden, hidden)?,
+            attention_output: dense(attention.pp("output").pp("dense"), hidden, hidden)?,
             attention_layer_norm: LayerNorm::load(attention.pp("output").pp("LayerNorm"), hidden)?,
-            intermediate: Dense::load(
+            intermediate: dense(
                 vb.pp("intermediate").pp("dense"),
                 hidden,
                 config.intermediate_size,
             )?,
-            output: Dense::load(
+            output: dense(
                 vb.pp("output").pp("dense"),
                 config.intermediate_size,
                 hidden,
@@ -291,12 +317,44 @@ impl Layer {
 }
 
 impl Dense {
-    fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self, EngineError> {
-        // PyTorch stores `[out, in]`; keep a contiguous `[in, out]` copy so the product
-        // is a plain row-major gemm.
+    /// The weight as a contiguous `[in, out]` tensor (PyTorch stores `[out, in]`) and the
+    /// bias, so the product is a plain row-major one.
+    fn load_transposed(
+        vb: VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<(Tensor, Vec<f32>), EngineError> {
         let weight = vb.get((out_dim, in_dim), "weight")?.t()?.contiguous()?;
         let bias = to_vec(&vb.get(out_dim, "bias")?)?;
+        Ok((weight, bias))
+    }
+
+    fn new(weight: Tensor, bias: Vec<f32>, precision: Precision) -> Result<Self, EngineError> {
+        let weight = match precision {
+            Precision::F32 => Weight::F32(weight),
+            Precision::Bf16 => {
+                let (k, n) = weight.dims2()?;
+                let packed = PackedBf16::pack(&to_vec(&weight)?, k, n);
+                if bf16::accelerated() {
+                    Weight::Bf16(packed)
+                } else {
+                    Weight::F32(Tensor::from_vec(packed.unpack(), (k, n), &Device::Cpu)?)
+                }
+            }
+        };
         Ok(Self { weight, bias })
+    }
+
+    /// `x · weight` for a `[tokens, in]` x (the bias is left to the caller's kernel).
+    fn product(&self, x: &Tensor) -> Result<Tensor, EngineError> {
+        match &self.weight {
+            Weight::F32(weight) => Ok(x.matmul(weight)?),
+            Weight::Bf16(packed) => {
+                let m = x.dims2()?.0;
+                let out = with_f32(x, |x| packed.matmul(x, m))?;
+                Ok(Tensor::from_vec(out, (m, packed.n()), &Device::Cpu)?)
+            }
+        }
     }
 }
 

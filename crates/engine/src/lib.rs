@@ -6,6 +6,7 @@
 //! bad input and never panics on what a user sends.
 
 pub mod bert;
+pub mod bf16;
 pub mod config;
 pub mod encoder;
 mod error;

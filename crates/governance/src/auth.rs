@@ -4,8 +4,12 @@
 //! stored hash is refused with the same error, so a caller learns nothing about which
 //! part was wrong. Nothing of the presented key is ever logged.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crypto::ApiKey;
-use store::{Caller, Store};
+use store::{ApiKeyRecord, Caller, Store};
 use types::{Scope, Scopes, TenantName};
 
 /// An authenticated caller: the tenant, the key and what the key may do.
@@ -47,14 +51,22 @@ pub enum AuthError {
 
 /// Authenticates the value of an `Authorization` header.
 pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Principal, AuthError> {
+    let key = parse_bearer(header)?;
+    let record = store.key_by_id(&key.id).await?.ok_or(AuthError::Invalid)?;
+    check(&key, record)
+}
+
+fn parse_bearer(header: Option<&str>) -> Result<ApiKey, AuthError> {
     let header = header.ok_or(AuthError::Missing)?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(AuthError::Missing)?
         .trim();
-    let key = ApiKey::parse(token).map_err(|_| AuthError::Invalid)?;
-    let record = store.key_by_id(&key.id).await?.ok_or(AuthError::Invalid)?;
+    ApiKey::parse(token).map_err(|_| AuthError::Invalid)
+}
+
+fn check(key: &ApiKey, record: ApiKeyRecord) -> Result<Principal, AuthError> {
     // Always compare the hash, even for revoked keys, so timing does not reveal state.
     let matches = key.matches(&record.secret_hash);
     if !matches || !record.is_active(types::unix_now()) {
@@ -65,6 +77,76 @@ pub async fn authenticate(store: &Store, header: Option<&str>) -> Result<Princip
         key_id: record.key_id,
         scopes: record.scopes,
     })
+}
+
+/// How long a verified key record is trusted without asking the database again.
+///
+/// A key revoked through this process stops working at once (the cache entry is
+/// dropped); one revoked by another process sharing the database (a replica, the CLI)
+/// stops working here within this long.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Key records verified recently, by key id, so the hot path does not query the store
+/// on every request. Only records of active keys are kept; the secret is still
+/// checked against the stored hash on every request. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    records: Arc<Mutex<HashMap<String, (ApiKeyRecord, Instant)>>>,
+}
+
+impl KeyCache {
+    /// Most records kept; past this, expired ones are dropped before inserting.
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, key_id: &str) -> Option<ApiKeyRecord> {
+        let records = self.records.lock().ok()?;
+        let (record, fetched) = records.get(key_id)?;
+        (fetched.elapsed() < KEY_CACHE_TTL).then(|| record.clone())
+    }
+
+    fn put(&self, record: ApiKeyRecord) {
+        if let Ok(mut records) = self.records.lock() {
+            if records.len() >= Self::CAPACITY {
+                records.retain(|_, (_, fetched)| fetched.elapsed() < KEY_CACHE_TTL);
+            }
+            records.insert(record.key_id.clone(), (record, Instant::now()));
+        }
+    }
+
+    /// Forgets one key (it was revoked here).
+    pub fn forget(&self, key_id: &str) {
+        if let Ok(mut records) = self.records.lock() {
+            records.remove(key_id);
+        }
+    }
+
+    /// Forgets every key (a tenant and its keys were deleted here).
+    pub fn clear(&self) {
+        if let Ok(mut records) = self.records.lock() {
+            records.clear();
+        }
+    }
+}
+
+/// [`authenticate`] through `cache`: a key verified less than [`KEY_CACHE_TTL`] ago is
+/// checked against the cached record instead of the store.
+pub async fn authenticate_cached(
+    store: &Store,
+    cache: &KeyCache,
+    header: Option<&str>,
+) -> Result<Principal, AuthError> {
+    let key = parse_bearer(header)?;
+    let record = match cache.get(&key.id) {
+        Some(record) => record,
+        None => {
+            let record = store.key_by_id(&key.id).await?.ok_or(AuthError::Invalid)?;
+            if record.is_active(types::unix_now()) {
+                cache.put(record.clone());
+            }
+            record
+        }
+    };
+    check(&key, record)
 }
 
 /// What a new key is for; privileges are checked by the caller of [`mint_key`].

@@ -9,4 +9,6 @@ pub mod audit;
 pub mod auth;
 pub mod pii;
 
-pub use auth::{authenticate, mint_key, AuthError, KeyRequest, Principal};
+pub use auth::{
+    authenticate, authenticate_cached, mint_key, AuthError, KeyCache, KeyRequest, Principal,
+};

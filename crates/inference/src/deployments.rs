@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::encoder::{Encoder, EncoderOptions};
+use engine::encoder::{Encoder, EncoderOptions, Precision};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::encoder::EncoderModel;
@@ -32,6 +32,8 @@ impl std::fmt::Display for DeploymentKey {
 /// A loaded encoder: its tokenizer side (used on the async side) and its worker.
 pub struct EncoderDeployment {
     pub key: DeploymentKey,
+    /// Number format the weights were loaded in.
+    pub precision: Precision,
     pub encoder: Arc<Encoder>,
     pub worker: WorkerHandle<EncoderModel>,
 }
@@ -66,9 +68,14 @@ impl Deployments {
     /// The deployment for `key`, loading it with `folder` on first use. `folder` runs
     /// only when a load is needed and returns the model folder plus a guard that is
     /// dropped once the model is in memory (e.g. a temp dir to delete).
+    ///
+    /// `precision: None` takes the deployment as it is loaded (f32 when it is not);
+    /// `Some(p)` reloads a deployment loaded in another precision. Requests already
+    /// queued on the old one finish there.
     pub async fn encoder<F, Fut, G>(
         &self,
         key: DeploymentKey,
+        precision: Option<Precision>,
         folder: F,
     ) -> Result<Arc<EncoderDeployment>, crate::DeployError>
     where
@@ -78,8 +85,15 @@ impl Deployments {
     {
         let slot = {
             let mut slots = self.slots.lock().await;
-            slots.entry(key.clone()).or_default().clone()
+            let slot = slots.entry(key.clone()).or_default();
+            let loaded_otherwise = precision
+                .is_some_and(|wanted| slot.get().is_some_and(|loaded| loaded.precision != wanted));
+            if loaded_otherwise {
+                *slot = Slot::default();
+            }
+            slot.clone()
         };
+        let precision = precision.unwrap_or_default();
         let policy = *self.policy.read().unwrap_or_else(|e| e.into_inner());
         let deployment = slot
             .get_or_try_init(|| async {
@@ -87,11 +101,12 @@ impl Deployments {
                 let name = key.to_string();
                 let started = std::time::Instant::now();
                 let loaded = tokio::task::spawn_blocking(move || -> Result<EncoderDeployment, LoadError> {
-                    let encoder = Arc::new(Encoder::load(&dir, EncoderOptions::default())?);
+                    let options = EncoderOptions { precision, ..EncoderOptions::default() };
+                    let encoder = Arc::new(Encoder::load(&dir, options)?);
                     drop(guard);
                     let worker = WorkerHandle::spawn(&name, EncoderModel::new(encoder.clone()), policy)
                         .map_err(LoadError::Worker)?;
-                    Ok(EncoderDeployment { key, encoder, worker })
+                    Ok(EncoderDeployment { key, precision, encoder, worker })
                 })
                 .await
                 .map_err(|_| LoadError::Interrupted)??;
@@ -107,16 +122,15 @@ impl Deployments {
         self.slots.lock().await.remove(key).is_some()
     }
 
-    /// The keys of loaded deployments.
-    pub async fn loaded(&self) -> Vec<DeploymentKey> {
+    /// The loaded deployments with their precision, in key order.
+    pub async fn loaded(&self) -> Vec<(DeploymentKey, Precision)> {
         let slots = self.slots.lock().await;
-        let mut keys: Vec<_> = slots
+        let mut loaded: Vec<_> = slots
             .iter()
-            .filter(|(_, slot)| slot.initialized())
-            .map(|(key, _)| key.clone())
+            .filter_map(|(key, slot)| Some((key.clone(), slot.get()?.precision)))
             .collect();
-        keys.sort();
-        keys
+        loaded.sort_by(|a, b| a.0.cmp(&b.0));
+        loaded
     }
 }
 

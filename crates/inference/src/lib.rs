@@ -13,4 +13,5 @@ pub mod worker;
 
 pub use deployments::{DeployError, DeploymentKey, Deployments, EncoderDeployment, LoadError};
 pub use encoder::{EmbedRequest, EncoderModel};
+pub use engine::encoder::Precision;
 pub use worker::{BatchModel, BatchPolicy, InferenceError, WorkerHandle};

@@ -181,13 +181,13 @@ impl TensorRequest {
 
 /// A tensor model on its worker thread, with a reusable workspace.
 pub struct TensorBatchModel {
-    model: TensorModel,
+    model: Arc<TensorModel>,
     ws: Workspace,
     buffer: Vec<f32>,
 }
 
 impl TensorBatchModel {
-    pub fn new(model: TensorModel) -> Self {
+    pub fn new(model: Arc<TensorModel>) -> Self {
         Self {
             ws: model.workspace(),
             model,
@@ -234,9 +234,11 @@ impl BatchModel for TensorBatchModel {
     }
 }
 
-/// A loaded tensor model: its spec and the handle of its worker.
+/// A loaded tensor model: its spec, the model (shared with its worker, for work that
+/// is not batched inference, such as explanations) and the handle of its worker.
 pub struct LoadedTensorModel {
     pub spec: ValidSpec,
+    pub model: Arc<TensorModel>,
     pub worker: WorkerHandle<TensorBatchModel>,
 }
 
@@ -259,6 +261,8 @@ pub struct Resolution {
     pub key: String,
     pub model: String,
     pub version: i64,
+    /// SHA-256 of the version's manifest: what audit entries and receipts name.
+    pub digest: String,
     /// Text the model's licence asks every response to carry.
     pub attribution: Option<String>,
 }
@@ -305,8 +309,14 @@ impl TensorModels {
             return Ok(existing);
         }
         let spec = model.spec().clone();
-        let worker = WorkerHandle::spawn(&key, TensorBatchModel::new(model), tensor_policy())?;
-        let loaded = Arc::new(LoadedTensorModel { spec, worker });
+        let model = Arc::new(model);
+        let worker =
+            WorkerHandle::spawn(&key, TensorBatchModel::new(model.clone()), tensor_policy())?;
+        let loaded = Arc::new(LoadedTensorModel {
+            spec,
+            model,
+            worker,
+        });
         let mut map = self
             .loaded
             .lock()

@@ -37,6 +37,8 @@ pub enum FailPoint {
     AfterCheckpoint { step: u64 },
     /// After training finished, before the model is published.
     BeforePublish,
+    /// After the model is published, before the job is marked succeeded.
+    AfterPublish,
 }
 
 /// How the runner polls, leases and checkpoints.
@@ -307,16 +309,26 @@ impl Worker {
             final_metrics: metrics,
             steps,
         };
-        let version = publish_model(
-            &self.registry,
-            PublishRequest {
-                tenant: job.tenant.clone(),
-                name: request.output_model.clone(),
-                model: (*trainer).into_model(),
-                lineage: lineage.clone(),
-            },
-        )
-        .await?;
+        // A runner that died between publishing and recording success has left the
+        // version behind: the resumed job adopts it rather than publishing twice.
+        let version = match self.published_by(job, &request.output_model).await? {
+            Some(version) => version,
+            None => {
+                publish_model(
+                    &self.registry,
+                    PublishRequest {
+                        tenant: job.tenant.clone(),
+                        name: request.output_model.clone(),
+                        model: (*trainer).into_model(),
+                        lineage: lineage.clone(),
+                    },
+                )
+                .await?
+            }
+        };
+        if self.config.fail_point == Some(FailPoint::AfterPublish) {
+            return Ok(Outcome::Crashed);
+        }
         Ok(Outcome::Succeeded(json!({
             "model": version.model.to_string(),
             "version": version.version,
@@ -324,6 +336,37 @@ impl Worker {
             "losses": losses,
             "losses_truncated": steps as usize > losses.len(),
         })))
+    }
+
+    /// The version of `name` whose lineage names `job`, among the newest few.
+    async fn published_by(
+        &self,
+        job: &JobRecord,
+        name: &types::ModelName,
+    ) -> Result<Option<store::VersionRecord>, JobsError> {
+        /// A job's own version is the newest unless other versions were published
+        /// since; looking further back than this costs reads for nothing.
+        const LOOK_BACK: usize = 16;
+        let caller = Caller::tenant(job.tenant.clone());
+        let versions = match self.registry.versions(name, &caller).await {
+            Ok(versions) => versions,
+            Err(registry::RegistryError::NotFound(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        for version in versions.into_iter().rev().take(LOOK_BACK) {
+            if version.manifest.file(crate::train::LINEAGE_FILE).is_none() {
+                continue;
+            }
+            let bytes = self
+                .registry
+                .file_bytes(&version, crate::train::LINEAGE_FILE)
+                .await?;
+            let lineage: Option<Lineage> = serde_json::from_slice(&bytes).ok();
+            if lineage.is_some_and(|l| l.job_id.as_deref() == Some(job.id.as_str())) {
+                return Ok(Some(version));
+            }
+        }
+        Ok(None)
     }
 
     async fn initial_model(

@@ -16,6 +16,24 @@ use crate::state::AppState;
 pub struct DeployParams {
     /// The version to (un)deploy; the latest when omitted.
     pub version: Option<i64>,
+    /// Number format of the weights: `f32` (default, exact parity) or `bf16` (dense
+    /// weights in bfloat16: faster and half the memory, cosine ≥ 0.999 to f32). A
+    /// version loaded in another precision is reloaded. Ignored by `undeploy`.
+    #[param(value_type = Option<String>)]
+    pub precision: Option<Precision>,
+}
+
+/// `f32` | `bf16` as a query parameter, refused with the accepted names otherwise.
+#[derive(Clone, Copy)]
+pub struct Precision(pub inference::Precision);
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(Self).map_err(|_| {
+            serde::de::Error::custom(format!("unknown precision `{text}`: use `f32` or `bf16`"))
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -24,6 +42,9 @@ pub struct DeploymentView {
     pub model: String,
     pub version: i64,
     pub loaded: bool,
+    /// `f32` or `bf16`; absent when not loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 fn model_ref(name: &ModelName, version: Option<i64>) -> String {
@@ -51,8 +72,8 @@ pub async fn deploy(
     )
     .await?
     .version;
-    serving::encoder(&state, &version).await?;
-    Ok(Json(view(&version, true)))
+    let deployment = serving::encoder(&state, &version, params.precision.map(|p| p.0)).await?;
+    Ok(Json(view(&version, Some(deployment.precision))))
 }
 
 /// Unloads a model version; requests already queued still finish.
@@ -77,7 +98,7 @@ pub async fn undeploy(
         .deployments()
         .unload(&serving::deployment_key(&version))
         .await;
-    Ok(Json(view(&version, false)))
+    Ok(Json(view(&version, None)))
 }
 
 /// The model versions loaded in this server process that the caller may see.
@@ -91,22 +112,24 @@ pub async fn list(
     let loaded = state.deployments().loaded().await;
     let views = loaded
         .into_iter()
-        .filter(|key| principal.is_admin() || key.tenant == principal.tenant.as_str())
-        .map(|key| DeploymentView {
+        .filter(|(key, _)| principal.is_admin() || key.tenant == principal.tenant.as_str())
+        .map(|(key, precision)| DeploymentView {
             tenant: key.tenant,
             model: key.model,
             version: key.version,
             loaded: true,
+            precision: Some(precision.as_str().to_owned()),
         })
         .collect();
     Ok(Json(views))
 }
 
-fn view(version: &store::VersionRecord, loaded: bool) -> DeploymentView {
+fn view(version: &store::VersionRecord, loaded: Option<inference::Precision>) -> DeploymentView {
     DeploymentView {
         tenant: version.tenant.to_string(),
         model: version.model.to_string(),
         version: version.version,
-        loaded,
+        loaded: loaded.is_some(),
+        precision: loaded.map(|p| p.as_str().to_owned()),
     }
 }

@@ -89,7 +89,7 @@ pub async fn create(
         version,
         attribution,
     } = serving::admit(&state, &guard.principal.caller(), &request.model).await?;
-    let deployment = serving::encoder(&state, &version).await?;
+    let deployment = serving::encoder(&state, &version, None).await?;
     let dim = deployment.encoder.dim();
     if let Some(dimensions) = request.dimensions {
         if dimensions != dim as u64 {

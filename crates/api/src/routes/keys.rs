@@ -151,5 +151,6 @@ pub async fn revoke(
         .revoke_key(&guard.principal.caller(), &id)
         .await
         .map_err(store_error)?;
+    state.key_cache().forget(&id);
     Ok(Json(record.into()))
 }

@@ -9,6 +9,7 @@ pub(crate) mod cards;
 pub(crate) mod datasets;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
+pub(crate) mod explain;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
@@ -99,6 +100,7 @@ pub fn table() -> Vec<Route> {
         route::<auth::ModelsWrite>(M::PUT, "/v1/models/{name}/card", put(cards::replace)),
         route::<auth::UseModels>(M::GET, "/v1/models/{name}/lineage", get(cards::lineage)),
         route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
+        route::<auth::Inference>(M::POST, "/v1/explain", post(explain::explain)),
         route::<auth::ModelsWrite>(
             M::POST,
             "/v1/registry/models/{name}/deploy",

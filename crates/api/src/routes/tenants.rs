@@ -82,5 +82,7 @@ pub async fn remove(
         .delete_tenant(&name)
         .await
         .map_err(store_error)?;
+    // Its keys are gone: none may be served from the cache of verified keys.
+    state.key_cache().clear();
     Ok(StatusCode::NO_CONTENT)
 }

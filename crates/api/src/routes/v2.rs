@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
 use inference::InferenceError;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use store::Caller;
 use types::{ModelName, ModelRef};
 use utoipa::ToSchema;
 
+use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
@@ -24,6 +26,10 @@ use crate::serving;
 use crate::state::AppState;
 
 const PLATFORM: &str = "charter-tensor";
+
+/// An inference answer: the version that answered (for the audit entry), the
+/// attribution header its licence asks for, and the body.
+type Answered = (Extension<AuditModel>, HeaderMap, Json<V2InferResponse>);
 
 #[derive(Serialize, ToSchema)]
 pub struct V2Health {
@@ -184,7 +190,7 @@ pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<ModelName>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
+) -> ApiResult<Answered> {
     let model_ref = ModelRef {
         name,
         version: None,
@@ -203,7 +209,7 @@ pub async fn version_infer(
     State(state): State<AppState>,
     Path((name, version)): Path<(ModelName, i64)>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
+) -> ApiResult<Answered> {
     let model_ref = ModelRef {
         name,
         version: Some(version),
@@ -216,7 +222,7 @@ async fn run_infer(
     caller: &Caller,
     model_ref: &ModelRef,
     request: V2InferRequest,
-) -> ApiResult<(HeaderMap, Json<V2InferResponse>)> {
+) -> ApiResult<Answered> {
     let (resolution, model) = loaded(state, caller, model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs
@@ -245,13 +251,15 @@ async fn run_infer(
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
     let headers = serving::attribution_headers(resolution.attribution.as_deref());
+    // The audit entry and the receipt name the exact version that answered.
+    let answered_by = AuditModel(resolution.digest);
     let response = V2InferResponse {
         model_name: resolution.model,
         model_version: resolution.version.to_string(),
         id: request.id,
         outputs: split_outputs(&model.spec, rows, output),
     };
-    Ok((headers, Json(response)))
+    Ok((Extension(answered_by), headers, Json(response)))
 }
 
 fn split_outputs(
@@ -331,7 +339,7 @@ async fn model_metadata(
 
 /// Resolves the reference as `caller` sees it (briefly cached) and loads the version on
 /// first use.
-async fn loaded(
+pub(crate) async fn loaded(
     state: &AppState,
     caller: &Caller,
     model_ref: &ModelRef,
@@ -355,6 +363,7 @@ async fn loaded(
         key: format!("{}/{}:{}", version.tenant, version.model, version.version),
         model: version.model.to_string(),
         version: version.version,
+        digest: crate::serving::version_digest(&version),
         attribution,
     };
     let model = match tensors.get(&resolution.key) {

@@ -49,6 +49,9 @@ impl TestApp {
         let registry =
             registry::Registry::new(store.clone(), blobs).with_scratch_dir(dir.path().join("tmp"));
         config.upload_dir = dir.path().join("uploads");
+        // Each app checks models out under its own dir, so tests running side by side
+        // can tell their checkouts apart.
+        config.checkout_dir = dir.path().join("checkouts");
         let state = api::AppState::new(store.clone(), registry.clone(), config, None);
         state.set_ready(true);
         TestApp {

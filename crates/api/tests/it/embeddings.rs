@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::common::{error_code, TestApp};
+use crate::common::{error_code, Reply, TestApp};
 
 pub fn model_dir() -> PathBuf {
     let dir = std::env::var_os("CHARTER_TEST_MODEL_DIR")
@@ -59,7 +59,7 @@ async fn app_with_minilm(config: api::ApiConfig) -> (TestApp, String) {
     (app, key)
 }
 
-fn vectors(reply: &crate::common::Reply) -> Vec<Vec<f32>> {
+fn vectors(reply: &Reply) -> Vec<Vec<f32>> {
     let data = reply.body["data"]
         .as_array()
         .unwrap_or_else(|| panic!("{}", reply.text));
@@ -102,7 +102,7 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert!(max_diff <= 1e-4, "{what}: max abs diff {max_diff}");
 }
 
-async fn embed(app: &TestApp, key: &str, body: Value) -> crate::common::Reply {
+async fn embed(app: &TestApp, key: &str, body: Value) -> Reply {
     app.call(Method::POST, "/v1/embeddings", Some(key), Some(body))
         .await
 }
@@ -405,7 +405,7 @@ async fn models_deploy_and_undeploy_while_running() {
         StatusCode::OK
     );
     // Checkouts are removed once the model is in memory.
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let left: Vec<_> = std::fs::read_dir(&app.state.config().checkout_dir)
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with("checkout-"))
@@ -443,4 +443,96 @@ async fn receipts_name_the_model_version_that_answered() {
         "the receipt does not name the model version: {}",
         receipt.text
     );
+}
+
+/// A deployment opts into bf16: it is reloaded in that precision, says so, and its
+/// vectors stay within cosine 0.999 of the f32 ones; a bad precision name is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_in_bf16_reloads_and_stays_close_to_f32() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let text = "Deployments may trade exactness for speed.";
+    let vector = |reply: &Reply| -> Vec<f64> {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        serde_json::from_value(reply.body["data"][0]["embedding"].clone()).unwrap()
+    };
+    let f32_vector = vector(&embed(&app, &key, json!({"model": "minilm", "input": text})).await);
+
+    let deploy = |precision: &'static str| {
+        let path = format!("/v1/registry/models/minilm/deploy?precision={precision}");
+        let (app, key) = (&app, &key);
+        async move { app.call(Method::POST, &path, Some(key), None).await }
+    };
+    let reply = deploy("bf16").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["precision"], "bf16");
+    let listed = app.get("/v1/deployments", &key).await;
+    assert_eq!(listed.body[0]["precision"], "bf16", "{}", listed.text);
+
+    let bf16_vector = vector(&embed(&app, &key, json!({"model": "minilm", "input": text})).await);
+    let dot: f64 = f32_vector
+        .iter()
+        .zip(&bf16_vector)
+        .map(|(a, b)| a * b)
+        .sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cosine = dot / (norm(&f32_vector) * norm(&bf16_vector));
+    assert!(cosine >= 0.999, "cosine {cosine}");
+    assert_ne!(
+        f32_vector, bf16_vector,
+        "the bf16 deployment answered in f32"
+    );
+
+    let reply = deploy("int3").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert!(reply.text.contains("bf16"), "{}", reply.text);
+    // Back to f32 on request.
+    assert_eq!(deploy("f32").await.body["precision"], "f32");
+}
+
+/// Encoders are explained by occlusion: the tokens of `text` with scores, and the two
+/// texts' similarity equal to that of their embeddings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_scores_the_tokens_of_a_similarity() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let body = json!({"model": "minilm", "text": "a dog runs in the park", "compare_to": "puppy"});
+    let reply = app
+        .call(Method::POST, "/v1/explain", Some(&key), Some(body))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.body["method"], "occlusion");
+    let tokens: Vec<&str> = reply.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.get("token").and_then(Value::as_str).unwrap())
+        .collect();
+    assert_eq!(tokens, ["a", "dog", "runs", "in", "the", "park"]);
+    let embedded = vectors(
+        &embed(
+            &app,
+            &key,
+            json!({"model": "minilm", "input": ["a dog runs in the park", "puppy"]}),
+        )
+        .await,
+    );
+    let cosine: f32 = embedded[0]
+        .iter()
+        .zip(&embedded[1])
+        .map(|(a, b)| a * b)
+        .sum();
+    let similarity = reply.body["similarity"].as_f64().unwrap() as f32;
+    assert!(
+        (similarity - cosine).abs() < 1e-4,
+        "{similarity} vs {cosine}"
+    );
+    let missing = app
+        .call(
+            Method::POST,
+            "/v1/explain",
+            Some(&key),
+            Some(json!({"model": "minilm", "text": "x"})),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.text);
+    assert!(missing.text.contains("compare_to"), "{}", missing.text);
 }

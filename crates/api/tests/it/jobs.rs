@@ -6,9 +6,8 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use jobs::{FailPoint, Runner, RunnerConfig};
 use serde_json::{json, Value};
-use types::{ModelName, TenantName};
 
-use crate::support::{app, assert_trajectory, App, Reference, SEED_SPEC};
+use crate::support::{self, app, assert_trajectory, App, Reference, SEED_SPEC};
 
 fn runner_config(fail_point: Option<FailPoint>) -> RunnerConfig {
     RunnerConfig {
@@ -37,28 +36,7 @@ async fn seed_setup(app: &App, tenant: &str) -> Reference {
     let (status, body) = upload(app, tenant, "name=seed-data", &reference.jsonl()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["rows"], 1000);
-    jobs::train::publish_model(
-        &app.registry,
-        jobs::PublishRequest {
-            tenant: TenantName::try_from(tenant).unwrap(),
-            name: ModelName::try_from("seed-init").unwrap(),
-            model: reference.initial_model(),
-            lineage: jobs::Lineage {
-                job_id: None,
-                dataset: None,
-                dataset_digest: String::new(),
-                dataset_rows: 0,
-                spec: Reference::spec(),
-                hyperparameters: Default::default(),
-                seed: 0,
-                parent_model: None,
-                final_metrics: Default::default(),
-                steps: 0,
-            },
-        },
-    )
-    .await
-    .unwrap();
+    support::publish(app, tenant, "seed-init", &reference.initial_model()).await;
     reference
 }
 
@@ -413,4 +391,82 @@ async fn jobs_are_tenant_private_and_idempotent() {
     bad["kind"] = json!("distil");
     let (status, _) = app.post_json("acme", "/v1/jobs", &bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A runner that dies after publishing but before recording success leaves the version
+/// behind; the job resumed by another runner adopts it instead of publishing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_published_before_its_runner_died_publishes_once() {
+    let app = app().await;
+    seed_setup(&app, "acme").await;
+    let (_, job) = app.post_json("acme", "/v1/jobs", &seed_job(1)).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let dying = Runner::start(
+        app.registry.clone(),
+        runner_config(Some(FailPoint::AfterPublish)),
+    );
+    for _ in 0..2400 {
+        if dying.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(dying.is_finished(), "the fail point did not fire");
+    let (status, _) = app
+        .get("acme", "/v1/registry/models/seed-trained/versions/1")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the dying runner published version 1"
+    );
+
+    let runner = Runner::start(app.registry.clone(), runner_config(None));
+    let job = app.wait_job("acme", &id).await;
+    runner.shutdown().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["result"]["version"], 1, "{job}");
+    let (status, model) = app.get("acme", "/v1/registry/models/seed-trained").await;
+    assert_eq!(status, StatusCode::OK, "{model}");
+    let versions = model["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "published twice: {model}");
+}
+
+/// The seed data as CSV (`--features`/`--targets` columns) trained with Adam over HTTP:
+/// the loss trajectory equals PyTorch's Adam run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adam_on_a_csv_dataset_trains_like_pytorch() {
+    let app = app().await;
+    let reference = Reference::load();
+    let x = support::floats(&reference.json["x"]["data"]);
+    let y = support::floats(&reference.json["y"]["data"]);
+    let columns = |prefix: &str| (0..10).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let (features, targets) = (columns("x").join(","), columns("y").join(","));
+    let mut csv = format!("{features},{targets}\n");
+    for (x, y) in x.chunks(10).zip(y.chunks(10)) {
+        let cells: Vec<String> = x.iter().chain(y).map(|v| format!("{v:?}")).collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    let query = format!("name=seed-csv&format=csv&features={features}&targets={targets}");
+    let (status, body) = upload(&app, "acme", &query, &csv).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    support::publish(&app, "acme", "seed-init", &reference.initial_model()).await;
+
+    let mut job = seed_job(1);
+    job["dataset"] = json!("seed-csv");
+    job["output_model"] = json!("seed-adam");
+    job["hyperparameters"]["optimizer"] = json!("adam");
+    job["hyperparameters"]["lr"] = json!(0.001);
+    let (status, job) = app.post_json("acme", "/v1/jobs", &job).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let runner = Runner::start(app.registry.clone(), runner_config(None));
+    let job = app.wait_job("acme", job["id"].as_str().unwrap()).await;
+    runner.shutdown().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_trajectory(&losses(&job), &reference.losses("adam"), 1e-5);
+    assert_eq!(
+        job["result"]["lineage"]["hyperparameters"]["optimizer"],
+        "adam"
+    );
 }

@@ -149,3 +149,33 @@ async fn tenants_are_managed_by_admins() {
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
 }
+
+/// Verified keys are cached briefly: a wrong secret for a cached key id is still
+/// refused, and a key revoked by another process (here: straight in the store, as the
+/// CLI or a replica would) stops working within `KEY_CACHE_TTL`.
+#[tokio::test]
+async fn the_cache_of_verified_keys_checks_secrets_and_expires() {
+    let app = TestApp::new().await;
+    app.tenant("alpha").await;
+    let key = app.key("alpha", "models:read").await;
+    assert_eq!(
+        app.get("/v1/registry/models", &key).await.status,
+        StatusCode::OK
+    );
+    let (prefix, secret) = key.rsplit_once('_').unwrap();
+    let flipped = if secret.starts_with('0') { "1" } else { "0" };
+    let forged = format!("{prefix}_{flipped}{}", &secret[1..]);
+    assert_eq!(
+        app.get("/v1/registry/models", &forged).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a cached key id with a wrong secret was accepted"
+    );
+    app.revoke(&key).await;
+    tokio::time::sleep(governance::auth::KEY_CACHE_TTL + std::time::Duration::from_millis(100))
+        .await;
+    assert_eq!(
+        app.get("/v1/registry/models", &key).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a key revoked elsewhere still works after the cache TTL"
+    );
+}

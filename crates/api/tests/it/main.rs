@@ -6,6 +6,7 @@ mod cards;
 mod common;
 mod embeddings;
 mod errors;
+mod explain;
 mod isolation;
 mod jobs;
 mod keys;

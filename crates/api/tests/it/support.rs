@@ -25,7 +25,7 @@ pub struct App {
     /// Keys by tenant: `acme` and `other`, scopes data, jobs, inference, models:read.
     pub keys: HashMap<&'static str, String>,
     /// Owns the store, blobs and temp dir the router works on.
-    _app: TestApp,
+    pub base: TestApp,
 }
 
 /// The shared in-process app (`common::TestApp`) with two tenants and their keys.
@@ -46,7 +46,7 @@ pub async fn app() -> App {
         state: test_app.state.clone(),
         registry: test_app.registry.clone(),
         keys,
-        _app: test_app,
+        base: test_app,
     }
 }
 
@@ -218,4 +218,31 @@ pub fn assert_trajectory(actual: &[f64], expected: &[f64], tolerance: f64) {
             step + 1
         );
     }
+}
+
+/// Publishes `model` as the next version of `tenant/name` (no training job, empty
+/// lineage).
+pub async fn publish(app: &App, tenant: &str, name: &str, model: &TensorModel) {
+    jobs::train::publish_model(
+        &app.registry,
+        jobs::PublishRequest {
+            tenant: types::TenantName::try_from(tenant).unwrap(),
+            name: types::ModelName::try_from(name).unwrap(),
+            model: model.clone(),
+            lineage: jobs::Lineage {
+                job_id: None,
+                dataset: None,
+                dataset_digest: String::new(),
+                dataset_rows: 0,
+                spec: model.spec().clone(),
+                hyperparameters: Default::default(),
+                seed: 0,
+                parent_model: None,
+                final_metrics: Default::default(),
+                steps: 0,
+            },
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -3,34 +3,12 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use types::{ModelName, TenantName};
 
-use crate::support::{app, App, Reference};
+use crate::support::{self, app, App, Reference};
 
 pub(crate) async fn publish_seed(app: &App) -> engine::tensor::TensorModel {
     let model = Reference::load().initial_model();
-    jobs::train::publish_model(
-        &app.registry,
-        jobs::PublishRequest {
-            tenant: TenantName::try_from("acme").unwrap(),
-            name: ModelName::try_from("seed").unwrap(),
-            model: model.clone(),
-            lineage: jobs::Lineage {
-                job_id: None,
-                dataset: None,
-                dataset_digest: String::new(),
-                dataset_rows: 0,
-                spec: Reference::spec(),
-                hyperparameters: Default::default(),
-                seed: 0,
-                parent_model: None,
-                final_metrics: Default::default(),
-                steps: 0,
-            },
-        },
-    )
-    .await
-    .unwrap();
+    support::publish(app, "acme", "seed", &model).await;
     model
 }
 

@@ -32,9 +32,9 @@ pub struct ServeArgs {
     /// Largest JSON request body accepted, in KiB
     #[arg(long, env = "CHARTER_MAX_JSON_BODY_KB")]
     pub max_json_body_kb: Option<usize>,
-    /// Load this model at start (NAME or NAME:VERSION); repeatable. /ready stays 503 until all are warm
-    #[arg(long = "load", value_name = "MODEL")]
-    pub load: Vec<types::ModelRef>,
+    /// Load this model at start (NAME or NAME:VERSION, optionally @bf16 for bfloat16 weights); repeatable. /ready stays 503 until all are warm
+    #[arg(long = "load", value_name = "MODEL[@PRECISION]")]
+    pub load: Vec<LoadSpec>,
     /// Requests that may wait per loaded model before new ones get 503
     #[arg(long, env = "CHARTER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
@@ -152,12 +152,12 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
 
 /// Loads the models `--load` names, then declares the server ready. A model that fails
 /// to load keeps the server unready (and says why) rather than serving without it.
-async fn load_models(state: AppState, models: Vec<types::ModelRef>) {
+async fn load_models(state: AppState, models: Vec<LoadSpec>) {
     let caller = store::Caller::admin();
-    for model in &models {
+    for LoadSpec { model, precision } in &models {
         let loaded = async {
             let version = api::serving::resolve(&state, &caller, &model.to_string()).await?;
-            api::serving::encoder(&state, &version).await
+            api::serving::encoder(&state, &version, *precision).await
         };
         if let Err(error) = loaded.await {
             tracing::error!(%model, error = %error.message, "cannot load model; the server stays unready");
@@ -166,6 +166,33 @@ async fn load_models(state: AppState, models: Vec<types::ModelRef>) {
         tracing::info!(%model, "model loaded and warm");
     }
     state.set_ready(true);
+}
+
+/// One `--load` value: `NAME[:VERSION][@PRECISION]`.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    model: types::ModelRef,
+    precision: Option<inference::Precision>,
+}
+
+impl std::str::FromStr for LoadSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (model, precision) = match text.rsplit_once('@') {
+            Some((model, precision)) => (
+                model,
+                Some(
+                    precision
+                        .parse()
+                        .map_err(|e: engine::EngineError| e.to_string())?,
+                ),
+            ),
+            None => (text, None),
+        };
+        let model = model.parse().map_err(|e: types::NameError| e.to_string())?;
+        Ok(Self { model, precision })
+    }
 }
 
 /// HTTPS through axum-server: on SIGTERM readiness turns 503, the listener stops

@@ -413,7 +413,10 @@ fn ready_waits_for_every_loaded_model() {
         503
     );
     drop(missing);
-    let server = serve(dir.path(), &["--load", "minilm"]);
+    // An unknown precision is a usage error naming the accepted ones.
+    let refused = fails(charter(dir.path()).args(["serve", "--load", "minilm@int3"]));
+    assert!(refused.contains("bf16"), "{refused}");
+    let server = serve(dir.path(), &["--load", "minilm@bf16"]);
     assert_eq!(
         wait_for_ready(&server.addr, 200, Duration::from_secs(60)),
         200
@@ -429,4 +432,5 @@ fn ready_waits_for_every_loaded_model() {
     .unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("\"model\":\"minilm\""), "{body}");
+    assert!(body.contains("\"precision\":\"bf16\""), "{body}");
 }

@@ -15,8 +15,10 @@
 //! - [`optim`]: SGD / Adam / AdamW with PyTorch's update rules.
 //! - [`train`]: [`Trainer`], events, schedules, early stopping, checkpoints.
 //! - [`dataset`]: JSONL and CSV parsing into a dense [`Dataset`].
+//! - [`explain`]: integrated-gradients attributions of one output to the inputs.
 
 pub mod dataset;
+pub mod explain;
 mod kernels;
 pub mod model;
 mod net;
@@ -26,6 +28,7 @@ pub mod spec;
 pub mod train;
 
 pub use dataset::{CsvColumns, Dataset, DatasetError, DatasetLimits};
+pub use explain::{Attribution, ExplainError};
 pub use model::{InferInput, InferOutput, ModelError, TensorModel};
 pub use net::{Workspace, WorkspaceTooLarge};
 pub use optim::{OptimizerConfig, OptimizerConfigError};

@@ -97,7 +97,7 @@ pub struct InferOutput {
 #[derive(Debug, Clone)]
 pub struct TensorModel {
     spec: ValidSpec,
-    net: Net,
+    pub(super) net: Net,
     params: Vec<f32>,
 }
 
@@ -417,7 +417,8 @@ impl TensorModel {
         self.net.forward(&self.params, &mut ws, rows, rng.as_mut());
         let loss = self.net.loss(&mut ws, targets, rows);
         let mut grads = vec![0.0; self.params.len()];
-        self.net.backward(&self.params, &mut ws, rows, &mut grads);
+        self.net
+            .backward(&self.params, &mut ws, rows, &mut grads, false);
         Ok((loss, grads))
     }
 }

@@ -278,18 +278,22 @@ impl Net {
 
     /// Back-propagates the gradient stored by [`Net::loss`] into `grad_params`
     /// (overwritten). Must follow a `forward` of the same rows.
+    /// Back-propagates the output gradient in the workspace. `input_grad` also
+    /// computes the gradient with respect to the input (left in `ws.grads[0]`), which
+    /// training never needs and explanations do.
     pub(crate) fn backward(
         &self,
         params: &[f32],
         ws: &mut Workspace,
         rows: usize,
         grad_params: &mut [f32],
+        input_grad: bool,
     ) {
         for (k, op) in self.ops.iter().enumerate().rev() {
             let (g_before, g_after) = ws.grads.split_at_mut(k + 1);
             let dy = &g_after[0][..rows * self.widths[k + 1]];
-            // The input gradient of the first op is never needed.
-            let need_dx = k > 0;
+            // The input gradient of the first op is needed only for explanations.
+            let need_dx = k > 0 || input_grad;
             let dx = &mut g_before[k][..rows * self.widths[k]];
             let x = &ws.acts[k][..rows * self.widths[k]];
             let y = &ws.acts[k + 1][..rows * self.widths[k + 1]];
@@ -358,6 +362,23 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// Sets the output gradient to 1 at column `index` of every row and 0 elsewhere, so
+    /// [`Net::backward`] yields the gradient of that one output.
+    pub(crate) fn seed_output_gradient(&self, ws: &mut Workspace, rows: usize, index: usize) {
+        let width = self.output_width();
+        let grad = &mut ws.grads[self.ops.len()][..rows * width];
+        grad.fill(0.0);
+        for row in grad.chunks_exact_mut(width) {
+            row[index] = 1.0;
+        }
+    }
+
+    /// The gradient with respect to the input left by [`Net::backward`] with
+    /// `input_grad`.
+    pub(crate) fn input_gradient<'w>(&self, ws: &'w Workspace, rows: usize) -> &'w [f32] {
+        &ws.grads[0][..rows * self.widths[0]]
     }
 
     /// Loss of the network output against `target` (`rows` examples); also stores the

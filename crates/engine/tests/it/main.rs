@@ -3,6 +3,7 @@
 mod common;
 mod dataset;
 mod encoder;
+mod explain;
 mod tensor_grad;
 mod tensor_spec;
 mod train;

@@ -286,7 +286,7 @@ impl Trainer {
                 step: self.progress.step,
             });
         }
-        net.backward(params, &mut self.ws, rows, &mut self.grads);
+        net.backward(params, &mut self.ws, rows, &mut self.grads, false);
         if let Some(max_norm) = self.config.max_grad_norm {
             clip_grad_norm(&mut self.grads, max_norm);
         }
