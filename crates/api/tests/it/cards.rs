@@ -252,7 +252,7 @@ async fn licence_terms_deny_embeddings_with_audited_403s_and_attribute_the_rest(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn v2_inference_honours_the_licence_and_carries_the_attribution() {
+async fn v2_and_explain_honour_the_licence_and_carry_the_attribution() {
     let app = app().await;
     crate::v2::publish_seed(&app).await;
     let body = json!({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": vec![0.5; 10]}]});
@@ -290,6 +290,28 @@ async fn v2_inference_honours_the_licence_and_carries_the_attribution() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
     assert_eq!(reply["error"]["code"], "license_forbidden");
+    // An explanation is a use of the model too.
+    let explain = json!({"model": "seed", "inputs": {"x": vec![0.5; 10]}, "target": {"index": 0}});
+    let (status, reply) = app.post_json("acme", "/v1/explain", &explain).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert_eq!(reply["error"]["code"], "license_forbidden");
+    card.license_expires = None;
+    app.registry
+        .set_card(&name, &card, &Caller::admin())
+        .await
+        .unwrap();
+    let (status, headers, text) = app
+        .call_raw(
+            Some("acme"),
+            Method::POST,
+            "/v1/explain",
+            "application/json",
+            explain.to_string().into_bytes(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+    assert_eq!(headers["x-charter-attribution"], "Seed model by Acme");
 }
 
 #[tokio::test]
