@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Open Inference Protocol v2 under load: trains the seed model with `charter train`,
 # serves it with `charter serve` (release, auth on), and drives
-# POST /v2/models/seed/infer with wrk at 64 connections for 10 s.
+# POST /v2/models/seed/infer with wrk at 64 connections for 10 s, with the audit log on
+# (the default) and then off.
 #
 #   bench/infer_v2/run.sh            # needs wrk (apt-get install wrk) and python3
 #   CONNECTIONS=64 DURATION=10s THREADS=2 bench/infer_v2/run.sh
@@ -48,17 +49,24 @@ export CHARTER_KEY=$("$BIN" keys create --tenant bench --scopes inference)
 "$BIN" train --spec "$WORK/spec.json" --data "$WORK/data.jsonl" --name seed --tenant bench \
   --optimizer sgd --lr 0.01 --batch-size 1 --shuffle false 2>/dev/null
 
-"$BIN" serve --listen "127.0.0.1:$PORT" &
-SERVER_PID=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
-  sleep 0.1
-done
 URL="http://127.0.0.1:$PORT/v2/models/seed/infer"
-# One checked request, then a warm-up, then the measured run.
-curl -sf -H "Authorization: Bearer $CHARTER_KEY" -H 'Content-Type: application/json' \
-  -d '{"inputs":[{"name":"x","shape":[1,10],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0]}]}' "$URL"
-echo
-wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$ROOT/bench/infer_v2/post.lua" "$URL" >/dev/null
-echo "== wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST /v2/models/seed/infer (auth on) =="
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/infer_v2/post.lua" "$URL"
+# Audit on (the default) and off, back to back: issue 6 asks what the log costs.
+for audit in on off; do
+  flags=()
+  [ "$audit" = off ] && flags=(--no-audit)
+  "$BIN" serve --listen "127.0.0.1:$PORT" "${flags[@]}" &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
+    sleep 0.1
+  done
+  # One checked request, then a warm-up, then the measured run.
+  curl -sf -H "Authorization: Bearer $CHARTER_KEY" -H 'Content-Type: application/json' \
+    -d '{"inputs":[{"name":"x","shape":[1,10],"datatype":"FP32","data":[0,0,0,0,0,0,0,0,0,0]}]}' "$URL"
+  echo
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$ROOT/bench/infer_v2/post.lua" "$URL" >/dev/null
+  echo "== audit $audit: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST /v2/models/seed/infer (auth on) =="
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/bench/infer_v2/post.lua" "$URL"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+done

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::bert_weights::{BertTensors, DenseTensors, LayerTensors, NormTensors};
 use crate::bf16::{self, PackedBf16};
 use crate::encoder::Precision;
 use crate::{kernels, EngineError};
@@ -46,6 +47,81 @@ fn default_layer_norm_eps() -> f64 {
 }
 fn default_position_embedding_type() -> String {
     "absolute".to_owned()
+}
+
+/// Refuses configurations this implementation does not compute, and returns the
+/// builder at the encoder's weights: the bare layout (`embeddings.…`, as
+/// sentence-transformers saves it) or the `bert.`-prefixed one of task models.
+pub(crate) fn checked_root<'a>(
+    vb: VarBuilder<'a>,
+    config: &BertConfig,
+) -> Result<VarBuilder<'a>, EngineError> {
+    if config.hidden_act != "gelu" {
+        return Err(EngineError::Unsupported(format!(
+            "BERT hidden_act `{}` (only `gelu`)",
+            config.hidden_act
+        )));
+    }
+    if config.position_embedding_type != "absolute" {
+        return Err(EngineError::Unsupported(format!(
+            "BERT position_embedding_type `{}` (only `absolute`)",
+            config.position_embedding_type
+        )));
+    }
+    if config.num_attention_heads == 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+    {
+        return Err(EngineError::Unsupported(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            config.hidden_size, config.num_attention_heads
+        )));
+    }
+    Ok(
+        if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        },
+    )
+}
+
+/// Checks every token id and length before any indexing, so bad input is an error
+/// naming the offending sequence rather than a panic.
+pub(crate) fn validate<S: AsRef<[u32]>>(
+    sequences: &[S],
+    vocab_size: usize,
+    max_positions: usize,
+) -> Result<Vec<usize>, EngineError> {
+    if sequences.is_empty() {
+        return Err(EngineError::EmptyBatch);
+    }
+    sequences
+        .iter()
+        .enumerate()
+        .map(|(index, sequence)| {
+            let sequence = sequence.as_ref();
+            if sequence.is_empty() {
+                return Err(EngineError::EmptySequence { index });
+            }
+            if sequence.len() > max_positions {
+                return Err(EngineError::SequenceTooLong {
+                    index,
+                    n_tokens: sequence.len(),
+                    max_tokens: max_positions,
+                });
+            }
+            if let Some(&token_id) = sequence.iter().find(|&&id| id as usize >= vocab_size) {
+                return Err(EngineError::TokenIdOutOfRange {
+                    index,
+                    token_id,
+                    vocab_size,
+                });
+            }
+            Ok(sequence.len())
+        })
+        .collect()
 }
 
 /// A loaded BERT encoder: token ids in, one hidden state per token out.
@@ -113,54 +189,19 @@ impl BertModel {
         config: &BertConfig,
         precision: Precision,
     ) -> Result<Self, EngineError> {
-        if config.hidden_act != "gelu" {
-            return Err(EngineError::Unsupported(format!(
-                "BERT hidden_act `{}` (only `gelu`)",
-                config.hidden_act
-            )));
-        }
-        if config.position_embedding_type != "absolute" {
-            return Err(EngineError::Unsupported(format!(
-                "BERT position_embedding_type `{}` (only `absolute`)",
-                config.position_embedding_type
-            )));
-        }
-        if config.num_attention_heads == 0
-            || !config
-                .hidden_size
-                .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(EngineError::Unsupported(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            )));
-        }
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
-        };
+        let vb = checked_root(vb, config)?;
         let hidden = config.hidden_size;
-        let embeddings = {
-            let vb = vb.pp("embeddings");
-            let token_type = vb
-                .pp("token_type_embeddings")
-                .get((config.type_vocab_size, hidden), "weight")?;
-            Embeddings {
-                word: to_vec(
-                    &vb.pp("word_embeddings")
-                        .get((config.vocab_size, hidden), "weight")?,
-                )?,
-                position: to_vec(
-                    &vb.pp("position_embeddings")
-                        .get((config.max_position_embeddings, hidden), "weight")?,
-                )?,
-                token_type_0: to_vec(&token_type.get(0)?)?,
-                layer_norm: LayerNorm::load(vb.pp("LayerNorm"), hidden)?,
-            }
+        let tensors = BertTensors::load(&vb, config)?;
+        let embeddings = Embeddings {
+            word: to_vec(&tensors.word)?,
+            position: to_vec(&tensors.position)?,
+            token_type_0: to_vec(&tensors.token_type_0)?,
+            layer_norm: LayerNorm::new(&tensors.embedding_norm)?,
         };
-        let layers = (0..config.num_hidden_layers)
-            .map(|idx| Layer::load(vb.pp("encoder").pp("layer").pp(idx), config, precision))
+        let layers = tensors
+            .layers
+            .iter()
+            .map(|layer| Layer::new(layer, precision))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             embeddings,
@@ -189,7 +230,7 @@ impl BertModel {
     /// Runs the encoder over packed sequences and returns the last hidden states,
     /// `[sum of lengths, hidden]` row-major, sequences one after another in input order.
     pub fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
-        let seq_lens = self.validate(sequences)?;
+        let seq_lens = validate(sequences, self.vocab_size, self.max_positions)?;
         let n_tokens: usize = seq_lens.iter().sum();
         let hidden = self.hidden_size;
         let eps = self.layer_norm_eps;
@@ -240,95 +281,36 @@ impl BertModel {
         }
         with_f32(&states, <[f32]>::to_vec)
     }
-
-    /// Checks every token id and length before any indexing, so bad input is an error
-    /// naming the offending sequence rather than a panic.
-    fn validate<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<usize>, EngineError> {
-        if sequences.is_empty() {
-            return Err(EngineError::EmptyBatch);
-        }
-        sequences
-            .iter()
-            .enumerate()
-            .map(|(index, sequence)| {
-                let sequence = sequence.as_ref();
-                if sequence.is_empty() {
-                    return Err(EngineError::EmptySequence { index });
-                }
-                if sequence.len() > self.max_positions {
-                    return Err(EngineError::SequenceTooLong {
-                        index,
-                        n_tokens: sequence.len(),
-                        max_tokens: self.max_positions,
-                    });
-                }
-                if let Some(&token_id) = sequence.iter().find(|&&id| id as usize >= self.vocab_size)
-                {
-                    return Err(EngineError::TokenIdOutOfRange {
-                        index,
-                        token_id,
-                        vocab_size: self.vocab_size,
-                    });
-                }
-                Ok(sequence.len())
-            })
-            .collect()
-    }
 }
 
 impl Layer {
-    fn load(
-        vb: VarBuilder,
-        config: &BertConfig,
-        precision: Precision,
-    ) -> Result<Self, EngineError> {
-        let hidden = config.hidden_size;
-        let attention = vb.pp("attention");
-        let dense = |vb: VarBuilder, in_dim, out_dim| {
-            let (weight, bias) = Dense::load_transposed(vb, in_dim, out_dim)?;
-            Dense::new(weight, bias, precision)
-        };
-        let projections = ["query", "key", "value"]
-            .map(|name| Dense::load_transposed(attention.pp("self").pp(name), hidden, hidden));
-        let [query, key, value] = projections;
-        let (query, key, value) = (query?, key?, value?);
+    fn new(tensors: &LayerTensors, precision: Precision) -> Result<Self, EngineError> {
+        let dense =
+            |d: &DenseTensors| Dense::new(transposed(&d.weight)?, to_vec(&d.bias)?, precision);
+        let (q, k, v) = (&tensors.query, &tensors.key, &tensors.value);
         let qkv = Dense::new(
-            Tensor::cat(&[&query.0, &key.0, &value.0], 1)?,
-            [query.1, key.1, value.1].concat(),
+            transposed(&Tensor::cat(&[&q.weight, &k.weight, &v.weight], 0)?)?,
+            [to_vec(&q.bias)?, to_vec(&k.bias)?, to_vec(&v.bias)?].concat(),
             precision,
         )?;
         Ok(Self {
             qkv,
-            attention_output: dense(attention.pp("output").pp("dense"), hidden, hidden)?,
-            attention_layer_norm: LayerNorm::load(attention.pp("output").pp("LayerNorm"), hidden)?,
-            intermediate: dense(
-                vb.pp("intermediate").pp("dense"),
-                hidden,
-                config.intermediate_size,
-            )?,
-            output: dense(
-                vb.pp("output").pp("dense"),
-                config.intermediate_size,
-                hidden,
-            )?,
-            output_layer_norm: LayerNorm::load(vb.pp("output").pp("LayerNorm"), hidden)?,
+            attention_output: dense(&tensors.attention_output)?,
+            attention_layer_norm: LayerNorm::new(&tensors.attention_norm)?,
+            intermediate: dense(&tensors.intermediate)?,
+            output: dense(&tensors.output)?,
+            output_layer_norm: LayerNorm::new(&tensors.output_norm)?,
         })
     }
 }
 
-impl Dense {
-    /// The weight as a contiguous `[in, out]` tensor (PyTorch stores `[out, in]`) and the
-    /// bias, so the product is a plain row-major one.
-    fn load_transposed(
-        vb: VarBuilder,
-        in_dim: usize,
-        out_dim: usize,
-    ) -> Result<(Tensor, Vec<f32>), EngineError> {
-        let weight = vb.get((out_dim, in_dim), "weight")?.t()?.contiguous()?;
-        let bias = to_vec(&vb.get(out_dim, "bias")?)?;
-        Ok((weight, bias))
-    }
+/// PyTorch stores `[out, in]`; the fused path keeps a contiguous `[in, out]` copy so
+/// the product is a plain row-major one.
+fn transposed(weight: &Tensor) -> Result<Tensor, EngineError> {
+    Ok(weight.t()?.contiguous()?)
+}
 
+impl Dense {
     fn new(weight: Tensor, bias: Vec<f32>, precision: Precision) -> Result<Self, EngineError> {
         let weight = match precision {
             Precision::F32 => Weight::F32(weight),
@@ -359,16 +341,10 @@ impl Dense {
 }
 
 impl LayerNorm {
-    fn load(vb: VarBuilder, dim: usize) -> Result<Self, EngineError> {
-        // Checkpoints converted from the original TensorFlow BERT name these gamma/beta.
-        let (gamma, beta) = if vb.contains_tensor("weight") {
-            (vb.get(dim, "weight")?, vb.get(dim, "bias")?)
-        } else {
-            (vb.get(dim, "gamma")?, vb.get(dim, "beta")?)
-        };
+    fn new(tensors: &NormTensors) -> Result<Self, EngineError> {
         Ok(Self {
-            gamma: to_vec(&gamma)?,
-            beta: to_vec(&beta)?,
+            gamma: to_vec(&tensors.gamma)?,
+            beta: to_vec(&tensors.beta)?,
         })
     }
 }

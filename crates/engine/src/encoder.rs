@@ -17,6 +17,7 @@ use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::bert::BertModel;
+use crate::bert_candle::CandleBert;
 use crate::config::{ModelConfig, Pooling, SentenceTransformerConfig};
 use crate::{kernels, weights, EngineError};
 
@@ -74,6 +75,42 @@ pub struct EncoderOptions {
     /// as many parts as `RAYON_NUM_THREADS` (else the core count) says, whatever pool
     /// runs it, so a process serving with few threads should set that variable to match.
     pub threads: Option<usize>,
+    /// Where the model runs. `None`: the first CUDA GPU when built with the `cuda`
+    /// feature and one is present, else the CPU.
+    pub device: Option<Device>,
+    /// Run candle's device-generic ops (padded batches, attention mask) even on the
+    /// CPU, instead of the fused padding-free kernels. Slower; it is the path a GPU
+    /// runs, and this is how it is tested where there is none.
+    pub portable_ops: bool,
+}
+
+/// The two implementations of the same encoder.
+enum Model {
+    /// Padding-free, fused CPU kernels.
+    Fused(BertModel),
+    /// candle ops on any device.
+    Portable(CandleBert),
+}
+
+impl Model {
+    fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
+        match self {
+            Self::Fused(model) => model.forward(sequences),
+            Self::Portable(model) => model.forward(sequences),
+        }
+    }
+}
+
+/// The device of [`EncoderOptions::device`] when it is `None`.
+fn default_device() -> Result<Device, EngineError> {
+    #[cfg(feature = "cuda")]
+    {
+        Ok(Device::cuda_if_available(0)?)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok(Device::Cpu)
+    }
 }
 
 /// Token ids of one input, ready for [`Encoder::embed_tokens`].
@@ -119,7 +156,9 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// A loaded sentence encoder. `Send + Sync`: one worker thread owns it, and nothing stops
 /// several threads from sharing it.
 pub struct Encoder {
-    model: BertModel,
+    model: Model,
+    hidden_size: usize,
+    vocab_size: usize,
     /// Without truncation or padding: tells how long each input really is.
     tokenizer: Tokenizer,
     /// The same tokenizer truncating at `max_seq_length`, used for inputs that are too
@@ -151,21 +190,38 @@ impl Encoder {
             EngineError::Tokenizer(format!("{}: {err}", tokenizer_path.display()))
         })?;
 
-        let device = Device::Cpu;
+        let device = match &options.device {
+            Some(device) => device.clone(),
+            None => default_device()?,
+        };
+        let portable = options.portable_ops || !device.is_cpu();
+        if portable && options.precision != Precision::F32 {
+            return Err(EngineError::Unsupported(format!(
+                "precision {} off the fused CPU kernels (use f32)",
+                options.precision.as_str()
+            )));
+        }
         let tensors = weights::load_dir(dir, &device)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+        let ModelConfig::Bert(bert_config) = &config;
+        let (hidden_size, vocab_size, max_positions) = (
+            bert_config.hidden_size,
+            bert_config.vocab_size,
+            bert_config.max_position_embeddings,
+        );
         let model = match &config {
-            ModelConfig::Bert(bert) => BertModel::load(vb, bert, options.precision)?,
+            ModelConfig::Bert(bert) if portable => Model::Portable(CandleBert::load(vb, bert)?),
+            ModelConfig::Bert(bert) => Model::Fused(BertModel::load(vb, bert, options.precision)?),
         };
 
         let max_seq_length = options
             .max_seq_length
             .or(sentence_config.max_seq_length)
-            .unwrap_or(model.max_positions());
-        if !(2..=model.max_positions()).contains(&max_seq_length) {
+            .unwrap_or(max_positions);
+        if !(2..=max_positions).contains(&max_seq_length) {
             return Err(EngineError::Unsupported(format!(
                 "max_seq_length {max_seq_length} (the model accepts 2 to {} tokens)",
-                model.max_positions()
+                max_positions
             )));
         }
 
@@ -198,6 +254,8 @@ impl Encoder {
 
         Ok(Self {
             model,
+            hidden_size,
+            vocab_size,
             tokenizer,
             truncating_tokenizer,
             pooling: sentence_config.pooling,
@@ -209,7 +267,7 @@ impl Encoder {
 
     /// Length of the embedding vectors.
     pub fn dim(&self) -> usize {
-        self.model.hidden_size()
+        self.hidden_size
     }
 
     /// Inputs are truncated to this many tokens, special tokens included.
@@ -219,7 +277,7 @@ impl Encoder {
 
     /// Token ids must be below this.
     pub fn vocab_size(&self) -> usize {
-        self.model.vocab_size()
+        self.vocab_size
     }
 
     /// Tokenises texts with the model's special tokens, truncating to

@@ -6,6 +6,8 @@
 //! bad input and never panics on what a user sends.
 
 pub mod bert;
+pub mod bert_candle;
+mod bert_weights;
 pub mod bf16;
 pub mod config;
 pub mod encoder;

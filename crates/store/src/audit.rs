@@ -102,62 +102,71 @@ impl Store {
     pub async fn append_audit<F>(
         &self,
         entries: &[NewAuditEntry],
-        mut link: F,
+        link: F,
     ) -> Result<Vec<AuditRecord>, StoreError>
     where
         F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
     {
         let mut tx = self.pool.begin().await?;
-        // Writing first takes the lock: a row lock on PostgreSQL, the database write
-        // lock on SQLite (a deferred transaction that read first could not upgrade).
-        sqlx::query("UPDATE audit_head SET size = size WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT size, last_hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut size: i64 = row.try_get("size")?;
-        let mut prev: String = row.try_get("last_hash")?;
-        let insert = format!(
-            "INSERT INTO audit_entries ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        );
-        let mut records = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let seq = size + 1;
-            let entry_hash = link(seq, &prev, entry)?;
-            sqlx::query(&insert)
-                .bind(seq)
-                .bind(entry.recorded_at)
-                .bind(entry.tenant.clone())
-                .bind(entry.key_id.clone())
-                .bind(entry.action.clone())
-                .bind(entry.resource.clone())
-                .bind(entry.status)
-                .bind(entry.latency_ms)
-                .bind(entry.request_id.clone())
-                .bind(entry.input_sha256.clone())
-                .bind(entry.output_sha256.clone())
-                .bind(entry.model_digest.clone())
-                .bind(prev.clone())
-                .bind(entry_hash.clone())
-                .execute(&mut *tx)
-                .await?;
-            records.push(AuditRecord {
-                seq,
-                entry: entry.clone(),
-                prev_hash: std::mem::replace(&mut prev, entry_hash.clone()),
-                entry_hash,
-            });
-            size = seq;
-        }
-        sqlx::query("UPDATE audit_head SET size = $1, last_hash = $2 WHERE id = 1")
-            .bind(size)
-            .bind(prev)
+        let records = append_in(&mut tx, entries, link).await?;
+        tx.commit().await?;
+        Ok(records)
+    }
+
+    /// Moves up to `limit` change records from `audit_outbox` (written by the change
+    /// triggers, in the changes' own transactions) into the chain, oldest first, and
+    /// deletes them, in one transaction. Returns the appended entries.
+    pub async fn chain_audit_outbox<F>(
+        &self,
+        limit: i64,
+        link: F,
+    ) -> Result<Vec<AuditRecord>, StoreError>
+    where
+        F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
+    {
+        let mut tx = self.pool.begin().await?;
+        // The head lock first (see `append_in`), so two writers never move the same
+        // records.
+        lock_head(&mut tx).await?;
+        let rows = sqlx::query(
+            "SELECT id, recorded_at, tenant, action, resource FROM audit_outbox \
+             ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(Vec::new());
+        };
+        let last_id: i64 = last.try_get("id")?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(NewAuditEntry {
+                    recorded_at: row.try_get("recorded_at")?,
+                    tenant: row.try_get("tenant")?,
+                    action: row.try_get("action")?,
+                    resource: row.try_get("resource")?,
+                    status: 200,
+                    ..NewAuditEntry::default()
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let records = append_in(&mut tx, &entries, link).await?;
+        sqlx::query("DELETE FROM audit_outbox WHERE id <= $1")
+            .bind(last_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(records)
+    }
+
+    /// Change records not yet moved into the chain.
+    pub async fn audit_outbox_len(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Entries with `from <= seq`, in `seq` order, at most `limit`.
@@ -243,4 +252,69 @@ impl Store {
         .await?;
         row.as_ref().map(CheckpointRecord::from_row).transpose()
     }
+}
+
+/// Takes the chain head's lock: a row lock on PostgreSQL, the database write lock on
+/// SQLite (a deferred transaction that read first could not upgrade).
+async fn lock_head(tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("UPDATE audit_head SET size = size WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends `entries` to the chain inside the caller's transaction.
+async fn append_in<F>(
+    tx: &mut sqlx::AnyConnection,
+    entries: &[NewAuditEntry],
+    mut link: F,
+) -> Result<Vec<AuditRecord>, StoreError>
+where
+    F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
+{
+    lock_head(tx).await?;
+    let row = sqlx::query("SELECT size, last_hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut size: i64 = row.try_get("size")?;
+    let mut prev: String = row.try_get("last_hash")?;
+    let insert = format!(
+        "INSERT INTO audit_entries ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    );
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let seq = size + 1;
+        let entry_hash = link(seq, &prev, entry)?;
+        sqlx::query(&insert)
+            .bind(seq)
+            .bind(entry.recorded_at)
+            .bind(entry.tenant.clone())
+            .bind(entry.key_id.clone())
+            .bind(entry.action.clone())
+            .bind(entry.resource.clone())
+            .bind(entry.status)
+            .bind(entry.latency_ms)
+            .bind(entry.request_id.clone())
+            .bind(entry.input_sha256.clone())
+            .bind(entry.output_sha256.clone())
+            .bind(entry.model_digest.clone())
+            .bind(prev.clone())
+            .bind(entry_hash.clone())
+            .execute(&mut *tx)
+            .await?;
+        records.push(AuditRecord {
+            seq,
+            entry: entry.clone(),
+            prev_hash: std::mem::replace(&mut prev, entry_hash.clone()),
+            entry_hash,
+        });
+        size = seq;
+    }
+    sqlx::query("UPDATE audit_head SET size = $1, last_hash = $2 WHERE id = 1")
+        .bind(size)
+        .bind(prev)
+        .execute(&mut *tx)
+        .await?;
+    Ok(records)
 }

@@ -84,6 +84,10 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                     let store = store::Store::connect(&context.storage.database_url)
                         .await
                         .context("cannot open the database")?;
+                    // Committed changes whose records are still in the outbox belong
+                    // in what is verified: chain them first (a running server does
+                    // this every second).
+                    audit::chain_outbox(&store).await?;
                     let (entries, checkpoints) = audit::load(&store).await?;
                     (entries, checkpoints, key)
                 }
@@ -108,6 +112,7 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                 .await
                 .context("cannot open the database")?;
             let key = audit::load_or_create_signing_key(&key_path)?;
+            audit::chain_outbox(&store).await?;
             let mut buffer = Vec::new();
             let count = audit::export(&store, &key.public_key_pem(), &mut buffer).await?;
             match out {

@@ -169,3 +169,33 @@ async fn receipts_verify_offline_and_fail_when_altered() {
         .arg(&other));
     assert!(!ok);
 }
+
+/// Changes made with the CLI are in the audit log: each wrote its record in its own
+/// transaction, and `audit verify` / `export` chain them and check them.
+#[tokio::test]
+async fn cli_changes_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    // The server's key (created on first use), for verifying.
+    let (ok, text) = run(charter(data).args(["audit", "public-key"]));
+    assert!(ok, "{text}");
+    let (ok, text) = run(charter(data).args(["tenants", "create", "acme"]));
+    assert!(ok, "{text}");
+    let (ok, text) = run(charter(data).args([
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "inference",
+    ]));
+    assert!(ok, "{text}");
+    let (ok, text) = run(charter(data).args(["audit", "verify"]));
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: 2 entries"), "{text}");
+    let (ok, export) = run(charter(data).args(["audit", "export"]));
+    assert!(ok, "{export}");
+    for action in ["\"tenant.create\"", "\"key.create\""] {
+        assert!(export.contains(action), "{action} missing from {export}");
+    }
+}

@@ -446,3 +446,28 @@ fn similarity_explanations_score_each_token_by_occlusion() {
         "{explanation:?}"
     );
 }
+
+/// The device-generic path (what the `cuda` feature runs on a GPU), run on the CPU:
+/// padded batches with an attention mask give the reference embeddings too.
+#[test]
+fn portable_ops_match_reference_in_one_padded_batch() {
+    let reference = reference();
+    let options = EncoderOptions {
+        portable_ops: true,
+        ..EncoderOptions::default()
+    };
+    let encoder = Encoder::load(&model_dir(), options).unwrap();
+    let ids: Vec<Vec<u32>> = reference.iter().map(|l| l.input_ids.clone()).collect();
+    let embeddings = encoder.embed_tokens(&ids).unwrap();
+    check_embeddings(&embeddings, &reference, "portable ops, padded batch");
+    // bf16 belongs to the fused kernels; asking for it here is refused, not ignored.
+    let bf16 = EncoderOptions {
+        portable_ops: true,
+        precision: Precision::Bf16,
+        ..EncoderOptions::default()
+    };
+    assert!(matches!(
+        Encoder::load(&model_dir(), bf16),
+        Err(EngineError::Unsupported(_))
+    ));
+}

@@ -22,6 +22,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Most entries in one transaction.
     pub max_batch: usize,
+    /// How often change records waiting in the store's outbox (written by the changes'
+    /// own transactions) are moved into the chain.
+    pub outbox_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -30,6 +33,7 @@ impl Default for AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 512,
+            outbox_interval: Duration::from_secs(1),
         }
     }
 }
@@ -147,6 +151,10 @@ impl Writer {
         // after start, so when the writer first reads the chain depends only on appends
         // and explicit seals, never on how the scheduler ordered start-up.
         tick.tick().await;
+        let mut outbox_tick = tokio::time::interval(self.config.outbox_interval);
+        outbox_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Likewise: the first move happens one interval after start (or at a seal).
+        outbox_tick.tick().await;
         loop {
             tokio::select! {
                 command = receiver.recv() => match command {
@@ -173,6 +181,11 @@ impl Writer {
                 _ = tick.tick() => {
                     if let Err(error) = self.seal(false).await {
                         tracing::error!(%error, "sealing an audit checkpoint failed");
+                    }
+                }
+                _ = outbox_tick.tick() => {
+                    if let Err(error) = chain_outbox(&self.store).await {
+                        tracing::error!(%error, "moving change records into the audit chain failed");
                     }
                 }
             }
@@ -220,6 +233,8 @@ impl Writer {
     /// Catches the frontier up with the store, checking every new link, and signs a
     /// checkpoint when there are unsealed entries and one is due (or `force`).
     async fn seal(&mut self, force: bool) -> Result<Option<CheckpointRecord>, AuditError> {
+        // Changes committed so far belong in the checkpoint.
+        chain_outbox(&self.store).await?;
         if self.sealer.is_none() {
             let latest = self.store.latest_checkpoint().await?;
             self.sealer = Some(Sealer {
@@ -276,5 +291,24 @@ impl Writer {
             sealer.sealed_at = Instant::now();
         }
         Ok(self.store.latest_checkpoint().await?)
+    }
+}
+
+/// Moves every change record waiting in the store's outbox into the chain (see
+/// `store::Store::chain_audit_outbox`); returns how many were moved. Needs no signing
+/// key, so the CLI can run it too.
+pub async fn chain_outbox(store: &Store) -> Result<usize, AuditError> {
+    const BATCH: i64 = 1000;
+    let mut moved = 0;
+    loop {
+        let records = store
+            .chain_audit_outbox(BATCH, |seq, prev, entry| {
+                entry_hash(seq, prev, entry).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .await?;
+        moved += records.len();
+        if records.len() < BATCH as usize {
+            return Ok(moved);
+        }
     }
 }

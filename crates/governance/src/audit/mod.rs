@@ -14,7 +14,7 @@ mod verify;
 
 pub use entry::{entry_bytes, entry_hash, receipt, AuditEntry, ExportLine, RECEIPT_KIND};
 pub use key::{load_or_create_signing_key, SIGNING_KEY_FILE};
-pub use log::{AuditConfig, AuditLog};
+pub use log::{chain_outbox, AuditConfig, AuditLog};
 pub use verify::{
     export, inclusion_proof, load, parse_export, verify, Export, Finding, InclusionProof,
 };

@@ -19,6 +19,7 @@ fn config() -> AuditConfig {
         checkpoint_every: 4,
         checkpoint_interval: Duration::from_secs(3600),
         max_batch: 64,
+        outbox_interval: Duration::from_secs(3600),
     }
 }
 

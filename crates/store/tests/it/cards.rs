@@ -172,3 +172,70 @@ async fn signatures_and_trust(store: Store) {
     ));
     assert_eq!(store.trusted_keys(&acme).await.unwrap().len(), 1);
 }
+
+crate::both_backends!(changes_are_audited, super::changes_are_audited);
+
+fn link(seq: i64, prev: &str, _: &store::NewAuditEntry) -> Result<String, StoreError> {
+    Ok(format!("{seq}<{prev}"))
+}
+
+/// Card, flag, signature and trust changes record themselves (migration 0009); an
+/// import that restates the card and an unchanged card record nothing of their own.
+async fn changes_are_audited(store: Store) {
+    let acme = tenant("acme");
+    store.create_tenant(&acme, false).await.unwrap();
+    let version = store
+        .insert_version(new_version(full_card()))
+        .await
+        .unwrap();
+    store
+        .insert_version(new_version(full_card()))
+        .await
+        .unwrap();
+    let admin = Caller::admin();
+    store
+        .set_card(&admin, &model("m"), &full_card())
+        .await
+        .unwrap();
+    store
+        .set_card(&admin, &model("m"), &ModelCard::default())
+        .await
+        .unwrap();
+    store.set_require_signed_models(&acme, true).await.unwrap();
+    store.set_require_signed_models(&acme, true).await.unwrap();
+    store
+        .put_signature(&SignatureRecord {
+            model_id: version.model_id,
+            version: version.version,
+            key_id: "k1".into(),
+            public_key: "pem".into(),
+            manifest_sha256: "d".repeat(64),
+            statement: "{}".into(),
+            signed_at: 1,
+        })
+        .await
+        .unwrap();
+    store.trust_key(&acme, "k1", "pem").await.unwrap();
+    store.distrust_key(&acme, "k1").await.unwrap();
+    let records = store.chain_audit_outbox(1000, link).await.unwrap();
+    let seen: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.entry.action.as_str(), r.entry.resource.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("tenant.create", "tenant/acme"),
+            ("model.version.create", "model/m:1"),
+            ("model.version.create", "model/m:2"),
+            ("model.card.update", "model/m"),
+            ("tenant.policy.update", "tenant/acme"),
+            ("model.version.sign", "model/m:1/signature/k1"),
+            ("tenant.key.trust", "trusted-key/k1"),
+            ("tenant.key.distrust", "trusted-key/k1"),
+        ]
+    );
+    assert!(records
+        .iter()
+        .all(|r| r.entry.tenant.as_deref() == Some("acme")));
+}

@@ -1,0 +1,174 @@
+//! BERT on candle's device-generic ops: what runs on a GPU (the `cuda` feature).
+//!
+//! The same arithmetic as [`crate::bert::BertModel`], written the conventional way:
+//! sequences padded to the longest in the batch, an additive attention mask, one
+//! candle op per step. Every op has a CUDA kernel, so the model runs wherever candle
+//! runs; on the CPU it is slower than the fused padding-free path and is used only when
+//! asked for (`EncoderOptions::portable_ops`), which is how its parity is tested on
+//! machines without a GPU. The output has the fused path's shape: the real tokens'
+//! states, `[sum of lengths, hidden]`, padding removed.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::bert::{checked_root, validate, BertConfig};
+use crate::bert_weights::{BertTensors, DenseTensors, NormTensors};
+use crate::EngineError;
+
+/// Added to the attention scores of padding keys. Finite (not `f32::MIN`) so that a
+/// half-precision run cannot overflow it into NaN.
+const MASKED: f64 = -1e4;
+
+struct Norm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl Norm {
+    fn new(tensors: &NormTensors) -> Self {
+        Self {
+            gamma: tensors.gamma.clone(),
+            beta: tensors.beta.clone(),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, eps: f32) -> Result<Tensor, EngineError> {
+        Ok(candle_nn::ops::layer_norm(x, &self.gamma, &self.beta, eps)?)
+    }
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: Norm,
+}
+
+fn linear(tensors: &DenseTensors) -> Linear {
+    Linear::new(tensors.weight.clone(), Some(tensors.bias.clone()))
+}
+
+/// A BERT encoder on candle ops, on any device.
+pub struct CandleBert {
+    word: Tensor,
+    position: Tensor,
+    token_type_0: Tensor,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden_size: usize,
+    n_heads: usize,
+    head_dim: usize,
+    eps: f32,
+    vocab_size: usize,
+    max_positions: usize,
+    device: Device,
+}
+
+impl CandleBert {
+    /// Loads the weights onto the builder's device.
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
+        let vb = checked_root(vb, config)?;
+        let hidden = config.hidden_size;
+        let tensors = BertTensors::load(&vb, config)?;
+        let layers = tensors
+            .layers
+            .iter()
+            .map(|layer| Layer {
+                query: linear(&layer.query),
+                key: linear(&layer.key),
+                value: linear(&layer.value),
+                attention_output: linear(&layer.attention_output),
+                attention_norm: Norm::new(&layer.attention_norm),
+                intermediate: linear(&layer.intermediate),
+                output: linear(&layer.output),
+                output_norm: Norm::new(&layer.output_norm),
+            })
+            .collect();
+        Ok(Self {
+            word: tensors.word,
+            position: tensors.position,
+            token_type_0: tensors.token_type_0,
+            embedding_norm: Norm::new(&tensors.embedding_norm),
+            layers,
+            hidden_size: hidden,
+            n_heads: config.num_attention_heads,
+            head_dim: hidden / config.num_attention_heads,
+            eps: config.layer_norm_eps as f32,
+            vocab_size: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// The last hidden states of the real tokens, `[sum of lengths, hidden]`, sequences
+    /// one after another in input order (as [`crate::bert::BertModel::forward`]).
+    pub fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
+        let lens = validate(sequences, self.vocab_size, self.max_positions)?;
+        let (batch, longest) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
+        let mut ids = vec![0u32; batch * longest];
+        let mut mask = vec![0f32; batch * longest];
+        for (row, sequence) in sequences.iter().enumerate() {
+            let sequence = sequence.as_ref();
+            ids[row * longest..][..sequence.len()].copy_from_slice(sequence);
+            mask[row * longest..][..sequence.len()].fill(1.0);
+        }
+        let ids = Tensor::from_vec(ids, batch * longest, &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, 1, 1, longest), &self.device)?;
+        let additive_mask = ((mask - 1.0)? * -MASKED)?;
+
+        let hidden = self.hidden_size;
+        let words = self
+            .word
+            .index_select(&ids, 0)?
+            .reshape((batch, longest, hidden))?;
+        let positions = self.position.narrow(0, 0, longest)?;
+        let mut x = words
+            .broadcast_add(&positions)?
+            .broadcast_add(&self.token_type_0)?;
+        x = self.embedding_norm.forward(&x, self.eps)?;
+        let heads = |t: Tensor| -> Result<Tensor, EngineError> {
+            Ok(t.reshape((batch, longest, self.n_heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        for layer in &self.layers {
+            let q = heads(layer.query.forward(&x)?)?;
+            let k = heads(layer.key.forward(&x)?)?;
+            let v = heads(layer.value.forward(&x)?)?;
+            let scores =
+                (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&additive_mask)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let context = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch, longest, hidden))?;
+            let attended = layer
+                .attention_norm
+                .forward(&(layer.attention_output.forward(&context)? + &x)?, self.eps)?;
+            let intermediate = layer.intermediate.forward(&attended)?.gelu_erf()?;
+            x = layer.output_norm.forward(
+                &(layer.output.forward(&intermediate)? + &attended)?,
+                self.eps,
+            )?;
+        }
+
+        let states = x
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_to(D::Minus2)?
+            .to_vec2::<f32>()?;
+        let mut out = Vec::with_capacity(lens.iter().sum::<usize>() * hidden);
+        for (row, &len) in lens.iter().enumerate() {
+            for state in &states[row * longest..row * longest + len] {
+                out.extend_from_slice(state);
+            }
+        }
+        Ok(out)
+    }
+}
