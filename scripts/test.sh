@@ -33,3 +33,8 @@ else
 fi
 # Doc tests are not run by nextest.
 cargo test --workspace --locked --doc -q
+# Supply-chain checks that work offline (licences, bans, sources; deny.toml), when
+# cargo-deny is installed; advisories need the network: scripts/supply-chain.sh.
+if cargo deny --version >/dev/null 2>&1; then
+  scripts/supply-chain.sh --offline
+fi

@@ -29,6 +29,15 @@ pub const RECEIPT_HEADER: HeaderName = HeaderName::from_static("x-charter-receip
 #[derive(Debug, Clone)]
 pub struct AuditModel(pub String);
 
+/// Response extension a handler sets to record another resource than the request
+/// path: a vault entry the body named, or a data subject's keyed tag in place of its id.
+#[derive(Debug, Clone)]
+pub struct AuditResource(pub String);
+
+/// Routes whose raw path carries personal data (a data subject id): unless the handler
+/// names the resource with [`AuditResource`], only their template is recorded.
+const PRIVATE_PATHS: &[&str] = &["/v1/subjects/{id}"];
+
 /// Middleware: records the request in the audit log, or answers 503.
 pub async fn record_audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(log) = state.audit().cloned() else {
@@ -41,7 +50,8 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         .map(|path| path.as_str().to_owned());
     // The raw path of an unmatched request is whatever the client typed, so only
     // matched paths (names and ids of resources) are kept.
-    let resource = match matched {
+    let resource = match matched.as_deref() {
+        Some(template) if PRIVATE_PATHS.contains(&template) => template.to_owned(),
         Some(_) => request.uri().path().to_owned(),
         None => String::new(),
     };
@@ -61,6 +71,10 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     let response = next.run(request).await;
 
     let principal = response.extensions().get::<Principal>().cloned();
+    let resource = response
+        .extensions()
+        .get::<AuditResource>()
+        .map_or(resource, |named| named.0.clone());
     let model_digest = response
         .extensions()
         .get::<AuditModel>()

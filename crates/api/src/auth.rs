@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use governance::{AuthError, Principal};
 use types::{Scope, Scopes};
 
@@ -52,6 +52,8 @@ permissions! {
     /// Fetch a receipt: the caller who made the request, or an auditor.
     Receipts => [Inference, AuditRead];
     PiiReveal => [PiiReveal];
+    /// Read the tenant's metered usage: callers of models, or auditors.
+    Usage => [Inference, AuditRead];
     Admin => [Admin];
 }
 
@@ -89,7 +91,9 @@ impl<P: Permission, S: Send + Sync> FromRequestParts<S> for Guarded<P> {
     }
 }
 
-/// Middleware: authenticate or answer 401 before anything else runs.
+/// Middleware: authenticate or answer 401 before anything else runs, then admit the
+/// request under the caller's requests-per-minute limits (429 when over) and describe
+/// the caller's remaining limits in `x-ratelimit-*` headers.
 pub async fn require_key(
     State(state): State<AppState>,
     mut request: Request,
@@ -101,8 +105,14 @@ pub async fn require_key(
         .and_then(|value| value.to_str().ok());
     match governance::authenticate_cached(state.store(), state.key_cache(), header).await {
         Ok(principal) => {
-            request.extensions_mut().insert(principal.clone());
-            let mut response = next.run(request).await;
+            let mut response = match crate::limits::admit(&state, &principal) {
+                Ok(()) => {
+                    request.extensions_mut().insert(principal.clone());
+                    next.run(request).await
+                }
+                Err(refused) => refused.into_response(),
+            };
+            crate::limits::set_headers(&state, &principal, &mut response);
             // The audit layer sits outside this one and reads who was answered here.
             response.extensions_mut().insert(principal);
             Ok(response)

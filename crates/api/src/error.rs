@@ -2,7 +2,8 @@
 //!
 //! `{"error": {"message", "type", "code", "param"}}`, as OpenAI answers. Messages are
 //! written for the person reading them and never carry internal details (paths, SQL,
-//! other tenants' names); the source error, if any, is logged with the request id.
+//! other tenants' names) or personal data (they are redacted on the way out); the source
+//! error, if any, is logged with the request id.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -118,9 +119,12 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Messages may quote what the client sent (a model name, a serde complaint about
+        // a value); personal data in them is redacted like a log line.
+        let message = governance::pii::redact_for_log(&self.message).into_string();
         let body = ErrorBody {
             error: ErrorDetail {
-                message: self.message.clone(),
+                message,
                 kind: self.kind(),
                 code: self.code,
                 param: self.param,

@@ -9,7 +9,11 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
+mod limits;
 pub mod openapi;
+pub mod privacy;
 pub mod routes;
 pub mod serving;
 pub mod state;
@@ -17,13 +21,12 @@ pub mod upload;
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{ApiConfig, AppState, MetricsRender};
@@ -46,17 +49,13 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         auth::require_key,
     ));
-    let timeout = Duration::from_secs(state.config().request_timeout_secs);
     public
         .merge(protected)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_json_body))
         .layer(middleware::from_fn(record_metrics))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         // Outermost but for the request id, so refused and timed-out requests are
         // audited with their id.
         .layer(middleware::from_fn_with_state(
@@ -84,4 +83,22 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     metrics::histogram!("charter_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The whole-request deadline: a handler (or a client sending its body slowly) that
+/// has not produced response headers within `request_timeout_secs` is abandoned with
+/// 503 `request_timeout` in the one error shape. Streamed response bodies are not
+/// limited by it.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let seconds = state.config().request_timeout_secs;
+    match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!("the request did not complete within {seconds} s and was abandoned"),
+        )
+        .with_retry_after(1)
+        .into_response(),
+    }
 }

@@ -8,8 +8,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes::{
-    self, audit, cards, datasets, deploy, embeddings, explain, jobs, keys, models, system, tenants,
-    trust, v2,
+    self, audit, cards, datasets, deploy, embeddings, explain, jobs, keys, models, privacy, system,
+    tenants, trust, usage, v2,
 };
 
 #[derive(OpenApi)]
@@ -42,6 +42,7 @@ use crate::routes::{
         tenants::list,
         tenants::create,
         tenants::remove,
+        tenants::set_limits,
         trust::show,
         trust::update,
         trust::trust,
@@ -52,6 +53,7 @@ use crate::routes::{
         audit::list,
         audit::proof,
         audit::receipt,
+        usage::list,
         datasets::upload,
         datasets::list,
         datasets::show,
@@ -68,6 +70,11 @@ use crate::routes::{
         v2::model_ready,
         v2::infer,
         v2::version_infer,
+        privacy::redact,
+        privacy::reveal,
+        privacy::show_settings,
+        privacy::put_settings,
+        privacy::erase_subject,
     ),
     components(schemas(
         ErrorBody,
@@ -77,6 +84,9 @@ use crate::routes::{
         routes::KeyView,
         routes::CreateTenantRequest,
         routes::TenantView,
+        routes::TenantLimitsRequest,
+        routes::UsageList,
+        routes::UsageRow,
         routes::ModelPolicyView,
         routes::ModelPolicyRequest,
         routes::TrustKeyRequest,
@@ -110,6 +120,15 @@ use crate::routes::{
         routes::V2InferRequest,
         routes::V2InferOutput,
         routes::V2InferResponse,
+        routes::RedactRequest,
+        routes::RedactMode,
+        routes::RedactResponse,
+        routes::EntityView,
+        routes::RevealRequest,
+        routes::RevealResponse,
+        routes::PrivacySettingsRequest,
+        routes::PrivacySettingsView,
+        routes::ErasureView,
     )),
     modifiers(&BearerAuth)
 )]

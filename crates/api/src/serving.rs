@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use inference::{DeployError, DeploymentKey, EncoderDeployment, InferenceError};
 use store::{Caller, ModelRecord, VersionRecord};
-use types::{Date, ModelRef};
+use types::{Day, ModelRef};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -78,7 +78,7 @@ pub async fn check_admission(
         .serving_policy(&caller.tenant)
         .await
         .map_err(crate::routes::store_error)?;
-    registry::cards::check_terms(model, &caller.tenant, &policy, Date::today()).map_err(
+    registry::cards::check_terms(model, &caller.tenant, &policy, Day::today()).map_err(
         |denied| ApiError::forbidden("license_forbidden", denied.to_string()).with_param("model"),
     )?;
     if policy.require_signed_models {

@@ -3,7 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use governance::admission::TenantSlots;
 use governance::audit::AuditLog;
+use governance::metering::Meter;
+use governance::privacy::Privacy;
+use governance::ratelimit::RateLimiter;
 use inference::Deployments;
 use registry::Registry;
 use store::Store;
@@ -27,6 +31,9 @@ pub struct ApiConfig {
     pub max_inputs: usize,
     /// Most tokens, summed over the inputs, in one embeddings request.
     pub max_request_tokens: usize,
+    /// Most inference requests one tenant may have in flight at once (more get 429),
+    /// so one tenant cannot fill a model's queue; `None` for no cap.
+    pub max_in_flight_per_tenant: Option<usize>,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +47,7 @@ impl Default for ApiConfig {
             queue_capacity: 256,
             max_inputs: 2048,
             max_request_tokens: 300_000,
+            max_in_flight_per_tenant: None,
         }
     }
 }
@@ -64,6 +72,10 @@ struct Inner {
     audit: std::sync::OnceLock<AuditLog>,
     tensors: inference::tensor::TensorModels,
     keys: governance::KeyCache,
+    limiter: RateLimiter,
+    meter: Arc<Meter>,
+    tenant_slots: Option<TenantSlots>,
+    privacy: Privacy,
 }
 
 impl AppState {
@@ -73,9 +85,11 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<MetricsRender>,
     ) -> Self {
+        let tenant_slots = config.max_in_flight_per_tenant.map(TenantSlots::new);
         Self {
             inner: Arc::new(Inner {
                 store,
+                privacy: Privacy::new(registry.clone()),
                 registry,
                 deployments: Deployments::new(inference::BatchPolicy {
                     queue_capacity: config.queue_capacity,
@@ -87,6 +101,9 @@ impl AppState {
                 audit: std::sync::OnceLock::new(),
                 tensors: Default::default(),
                 keys: Default::default(),
+                limiter: RateLimiter::new(),
+                meter: Arc::new(Meter::new()),
+                tenant_slots,
             }),
         }
     }
@@ -133,6 +150,27 @@ impl AppState {
     /// Recently verified API keys (see [`governance::KeyCache`]).
     pub fn key_cache(&self) -> &governance::KeyCache {
         &self.inner.keys
+    }
+
+    /// This process's rate limits per key and tenant.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    /// Places per tenant for inference requests in flight, when capped.
+    pub fn tenant_slots(&self) -> Option<&TenantSlots> {
+        self.inner.tenant_slots.as_ref()
+    }
+
+    /// Usage not yet written to the store; the binary flushes it periodically and on
+    /// shutdown.
+    pub fn meter(&self) -> &Arc<Meter> {
+        &self.inner.meter
+    }
+
+    /// Per-tenant PII policies, the pseudonym vault, stored payloads and erasure.
+    pub fn privacy(&self) -> &Privacy {
+        &self.inner.privacy
     }
 
     pub fn render_metrics(&self) -> Option<String> {

@@ -120,6 +120,28 @@ impl TenantKey {
     pub fn tenant(&self) -> &TenantName {
         &self.tenant
     }
+
+    /// Seals a small value for a database column, bound to this key's tenant and to
+    /// `context` (see [`crypto::envelope::seal_record`]).
+    pub fn seal_record(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        crypto::envelope::seal_record(&self.key, self.tenant.as_str(), context, plaintext)
+    }
+
+    /// Opens a value sealed by [`TenantKey::seal_record`] with the same context; a
+    /// value that was altered or moved fails with [`CryptoError::Integrity`].
+    pub fn open_record(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
+        crypto::envelope::open_record(&self.key, self.tenant.as_str(), context, sealed)
+    }
+
+    /// A keyed, one-way tag of `value` (lowercase hex), to find rows by a value that
+    /// must not be stored, such as a data subject id.
+    pub fn keyed_tag(&self, label: &str, value: &[u8]) -> String {
+        hex::encode(crypto::envelope::keyed_tag(&self.key, label, value))
+    }
 }
 
 /// Where blobs live.

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crypto::ApiKey;
+
+use crate::ratelimit::{Charged, Limits};
 use store::{ApiKeyRecord, Caller, Store};
 use types::{Scope, Scopes, TenantName};
 
@@ -18,6 +20,8 @@ pub struct Principal {
     pub tenant: TenantName,
     pub key_id: String,
     pub scopes: Scopes,
+    /// The key's and the tenant's rate limits, read with the key.
+    pub limits: Limits,
 }
 
 impl Principal {
@@ -27,6 +31,15 @@ impl Principal {
 
     pub fn grants(&self, scope: Scope) -> bool {
         self.scopes.grants(scope)
+    }
+
+    /// This caller as the rate limiter charges it.
+    pub fn charged(&self) -> Charged<'_> {
+        Charged {
+            key_id: &self.key_id,
+            tenant: &self.tenant,
+            limits: self.limits,
+        }
     }
 
     /// The store's view of this caller, for visibility rules.
@@ -76,6 +89,10 @@ fn check(key: &ApiKey, record: ApiKeyRecord) -> Result<Principal, AuthError> {
         tenant: record.tenant,
         key_id: record.key_id,
         scopes: record.scopes,
+        limits: Limits {
+            key: record.limits,
+            tenant: record.tenant_limits,
+        },
     })
 }
 

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use engine::tensor::CsvColumns;
-use engine::tensor::{Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec};
+use engine::tensor::{
+    Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec, SUBJECT_KEY,
+};
 use registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -145,6 +147,109 @@ impl Datasets {
     ) -> Result<DatasetRecord, JobsError> {
         Ok(self.registry.store().delete_dataset(caller, name).await?)
     }
+
+    /// Erases the JSONL rows whose `"subject"` is `subject` from every dataset of
+    /// `tenant`: each affected dataset is rewritten without them (a dataset left empty is
+    /// removed) and its old blob deleted unless another dataset holds the same content.
+    /// Jobs queued on the old content will fail to find it: erasure wins.
+    pub async fn erase_subject(
+        &self,
+        tenant: &TenantName,
+        subject: &str,
+    ) -> Result<SubjectErasure, JobsError> {
+        let store = self.registry.store();
+        let caller = Caller::tenant(tenant.clone());
+        let mut erasure = SubjectErasure::default();
+        for record in store.list_datasets(&caller).await? {
+            if record.format != "jsonl" || record.columns.get("subject_rows").is_none() {
+                continue;
+            }
+            let blobs = self.registry.blobs().clone();
+            let key = self.registry.tenant_key(tenant).await?;
+            let old_digest = parse_digest(&record.digest)?;
+            let subject = subject.to_owned();
+            let rewritten = blocking(move || {
+                let bytes = blobs.get(&key, &old_digest, None)?;
+                let (kept, removed) = without_subject(&bytes, &subject)?;
+                if removed == 0 {
+                    return Ok(None);
+                }
+                if kept.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Ok(Some((removed, None)));
+                }
+                let structure = validate(DatasetFormat::Jsonl, None, &kept)?;
+                let info = blobs.put_bytes(&key, &kept)?;
+                Ok(Some((removed, Some((info, structure)))))
+            })
+            .await?;
+            let Some((removed, replacement)) = rewritten else {
+                continue;
+            };
+            match replacement {
+                None => {
+                    store.delete_dataset(&caller, &record.name).await?;
+                }
+                Some((info, structure)) => {
+                    store
+                        .replace_dataset_content(
+                            record.id,
+                            info.digest.as_str(),
+                            info.size as i64,
+                            structure.n_rows as i64,
+                            &structure.columns,
+                        )
+                        .await?;
+                }
+            }
+            if !store.dataset_digest_in_use(tenant, &record.digest).await? {
+                self.registry
+                    .blobs()
+                    .delete(tenant, &parse_digest(&record.digest)?)?;
+            }
+            erasure.rows += removed;
+            erasure.datasets.push(record.name.to_string());
+        }
+        if !erasure.datasets.is_empty() {
+            tracing::info!(%tenant, rows = erasure.rows, datasets = erasure.datasets.len(), "subject rows erased from datasets");
+        }
+        Ok(erasure)
+    }
+}
+
+/// What [`Datasets::erase_subject`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SubjectErasure {
+    /// Rows removed, over all datasets.
+    pub rows: u64,
+    /// Datasets rewritten (or removed, when no row was left).
+    pub datasets: Vec<String>,
+}
+
+/// The JSONL `bytes` without the rows of `subject`, and how many were removed.
+fn without_subject(bytes: &[u8], subject: &str) -> Result<(Vec<u8>, u64), JobsError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| JobsError::Internal("a stored dataset is not UTF-8".into()))?;
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut removed = 0;
+    for line in text.lines() {
+        let row: Option<Value> = serde_json::from_str(line).ok();
+        let of_subject = row
+            .as_ref()
+            .and_then(|row| row.get(SUBJECT_KEY))
+            .and_then(Value::as_str)
+            == Some(subject);
+        if of_subject {
+            removed += 1;
+        } else {
+            kept.extend_from_slice(line.as_bytes());
+            kept.push(b'\n');
+        }
+    }
+    Ok((kept, removed))
+}
+
+fn parse_digest(text: &str) -> Result<blobstore::Digest, JobsError> {
+    blobstore::Digest::parse(text).map_err(|e| JobsError::Internal(format!("stored digest: {e}")))
 }
 
 /// What validation found: rows and the column description stored with the dataset.
@@ -222,6 +327,7 @@ fn validate_jsonl(bytes: &[u8]) -> Result<Structure, JobsError> {
     let mut widths: Option<BTreeMap<String, usize>> = None;
     let mut n_rows = 0usize;
     let mut n_values = 0usize;
+    let mut subject_rows = 0usize;
     let mut numbers = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let row = index + 1;
@@ -237,6 +343,15 @@ fn validate_jsonl(bytes: &[u8]) -> Result<Structure, JobsError> {
         };
         let mut found = BTreeMap::new();
         for (key, value) in &object {
+            if key == SUBJECT_KEY {
+                if !value.is_string() {
+                    return Err(JobsError::Invalid(format!(
+                        "row {row}: \"{SUBJECT_KEY}\" must be a string (a data subject id)"
+                    )));
+                }
+                subject_rows += 1;
+                continue;
+            }
             numbers.clear();
             flatten(value, row, key, &mut numbers)?;
             found.insert(key.clone(), numbers.len());
@@ -273,9 +388,14 @@ fn validate_jsonl(bytes: &[u8]) -> Result<Structure, JobsError> {
         .into_iter()
         .map(|(name, width)| JsonlColumn { name, width })
         .collect();
+    let mut description = serde_json::json!({ "columns": columns });
+    if subject_rows > 0 {
+        // Erasure looks for datasets with subjects by this.
+        description["subject_rows"] = subject_rows.into();
+    }
     Ok(Structure {
         n_rows,
-        columns: serde_json::json!({ "columns": columns }),
+        columns: description,
     })
 }
 
@@ -486,5 +606,27 @@ mod tests {
             Err("row 2: invalid JSON"),
         );
         check("", Err("empty"));
+        // A row may name its data subject; the key is not a column.
+        check(
+            "{\"x\":[1],\"y\":[2],\"subject\":\"u1\"}\n{\"x\":[3],\"y\":[4]}\n",
+            Ok(2),
+        );
+        check(
+            "{\"x\":[1],\"y\":[2],\"subject\":7}\n",
+            Err("row 1: \"subject\" must be a string"),
+        );
+    }
+
+    #[test]
+    fn subject_rows_are_counted_and_removed() {
+        let data = "{\"x\":[1],\"y\":[2],\"subject\":\"u1\"}\n{\"x\":[3],\"y\":[4]}\n{\"subject\":\"u1\",\"x\":[5],\"y\":[6]}\n";
+        let structure = validate(DatasetFormat::Jsonl, None, data.as_bytes()).unwrap();
+        assert_eq!(structure.columns["subject_rows"], 2);
+        assert_eq!(structure.columns["columns"].as_array().unwrap().len(), 2);
+        let (kept, removed) = without_subject(data.as_bytes(), "u1").unwrap();
+        assert_eq!(removed, 2);
+        assert_eq!(String::from_utf8(kept).unwrap(), "{\"x\":[3],\"y\":[4]}\n");
+        let (kept, removed) = without_subject(data.as_bytes(), "u2").unwrap();
+        assert_eq!((kept.len(), removed), (data.len(), 0));
     }
 }

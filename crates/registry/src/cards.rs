@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use store::{Caller, ModelCard, ModelRecord, ServingPolicy, VersionRecord};
-use types::{Date, ModelName, TenantName};
+use types::{Day, ModelName, TenantName};
 
 use crate::{Registry, RegistryError};
 
@@ -104,7 +104,7 @@ pub enum LicenseDenied {
     #[error("the licence of model '{model}' does not allow commercial use, and tenant '{tenant}' is commercial")]
     NonCommercial { model: String, tenant: String },
     #[error("the licence of model '{model}' expired on {expired}")]
-    Expired { model: String, expired: Date },
+    Expired { model: String, expired: Day },
 }
 
 /// Parses a permitted-tenants list as users write it: `all` (`None`, every tenant) or
@@ -129,7 +129,7 @@ pub fn check_terms(
     model: &ModelRecord,
     tenant: &TenantName,
     policy: &ServingPolicy,
-    today: Date,
+    today: Day,
 ) -> Result<(), LicenseDenied> {
     let card = &model.card;
     if let Some(expired) = card.license_expires.filter(|last_day| today > *last_day) {
@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn licence_terms_deny_the_three_cases_and_nothing_else() {
-        let day = |text: &str| Date::try_from(text).unwrap();
+        let day = |text: &str| text.parse::<Day>().unwrap();
         let today = day("2026-06-15");
         let commercial = ServingPolicy {
             commercial: true,

@@ -125,6 +125,45 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("dataset '{name}'")))
     }
 
+    /// Points dataset `id` at new content (its rows rewritten, e.g. by erasure).
+    pub async fn replace_dataset_content(
+        &self,
+        id: i64,
+        digest: &str,
+        size: i64,
+        n_rows: i64,
+        columns: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE datasets SET digest = $1, size = $2, n_rows = $3, columns = $4 WHERE id = $5",
+        )
+        .bind(digest)
+        .bind(size)
+        .bind(n_rows)
+        .bind(columns.to_string())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether any dataset of `tenant` still has content `digest`.
+    pub async fn dataset_digest_in_use(
+        &self,
+        tenant: &TenantName,
+        digest: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM datasets d JOIN tenants t ON t.id = d.tenant_id \
+             WHERE t.name = $1 AND d.digest = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(digest)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     /// Deletes the dataset row; the blob stays for garbage collection.
     pub async fn delete_dataset(
         &self,

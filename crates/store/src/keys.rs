@@ -6,7 +6,7 @@ use types::{Scopes, TenantName};
 
 use crate::{constraint_error, parse_tenant, Caller, Store, StoreError};
 
-/// Optional per-key rate limits; `None` means the server default.
+/// Optional rate limits of a key or of a tenant; `None` means no limit of that kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KeyLimits {
     /// Requests per minute.
@@ -15,6 +15,22 @@ pub struct KeyLimits {
     pub tpm: Option<i64>,
     /// Tokens per day.
     pub tpd: Option<i64>,
+}
+
+impl KeyLimits {
+    /// True when no limit of any kind is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.rpm.is_none() && self.tpm.is_none() && self.tpd.is_none()
+    }
+
+    /// Reads `{prefix}rpm`, `{prefix}tpm` and `{prefix}tpd`.
+    pub(crate) fn from_row(row: &AnyRow, prefix: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            rpm: row.try_get(format!("{prefix}rpm").as_str())?,
+            tpm: row.try_get(format!("{prefix}tpm").as_str())?,
+            tpd: row.try_get(format!("{prefix}tpd").as_str())?,
+        })
+    }
 }
 
 /// What [`Store::create_key`] needs; the caller generates the id and hashes the secret.
@@ -42,6 +58,9 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub limits: KeyLimits,
+    /// The limits of the key's tenant, read in the same query so authentication needs
+    /// one round trip.
+    pub tenant_limits: KeyLimits,
 }
 
 impl ApiKeyRecord {
@@ -61,17 +80,16 @@ impl ApiKeyRecord {
             created_at: row.try_get("created_at")?,
             revoked_at: row.try_get("revoked_at")?,
             expires_at: row.try_get("expires_at")?,
-            limits: KeyLimits {
-                rpm: row.try_get("limit_rpm")?,
-                tpm: row.try_get("limit_tpm")?,
-                tpd: row.try_get("limit_tpd")?,
-            },
+            limits: KeyLimits::from_row(row, "limit_")?,
+            tenant_limits: KeyLimits::from_row(row, "tenant_limit_")?,
         })
     }
 }
 
 const SELECT: &str = "SELECT k.key_id, t.name AS tenant, k.secret_hash, k.scopes, k.description, \
-     k.created_at, k.revoked_at, k.expires_at, k.limit_rpm, k.limit_tpm, k.limit_tpd \
+     k.created_at, k.revoked_at, k.expires_at, k.limit_rpm, k.limit_tpm, k.limit_tpd, \
+     t.limit_rpm AS tenant_limit_rpm, t.limit_tpm AS tenant_limit_tpm, \
+     t.limit_tpd AS tenant_limit_tpd \
      FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
 
 impl Store {

@@ -1,6 +1,7 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
 //! tenants, API keys, data keys, models and model versions (with cards and signatures),
-//! and the audit log.
+//! the audit log, metered usage, and privacy records (PII policies, the pseudonym vault,
+//! stored payloads).
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -17,8 +18,10 @@ mod datasets;
 mod jobs;
 mod keys;
 mod models;
+mod privacy;
 mod signatures;
 mod tenants;
+mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,8 +39,12 @@ pub use datasets::{DatasetRecord, NewDataset};
 pub use jobs::{JobRecord, JobStatus, NewJob};
 pub use keys::{ApiKeyRecord, KeyLimits, NewApiKey};
 pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, VersionRecord};
+pub use privacy::{
+    Erased, NewPayload, NewVaultEntry, PayloadRecord, PrivacySettingsRecord, VaultRecord,
+};
 pub use signatures::{ServingPolicy, SignatureRecord, TrustedKeyRecord};
 pub use tenants::TenantRecord;
+pub use usage::{UsageFilter, UsageRecord};
 
 /// Everything that can go wrong in the store. `NotFound` is also what a tenant gets for
 /// another tenant's private records, so names do not leak.

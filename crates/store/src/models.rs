@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::Row;
-use types::{Date, ModelName, ModelRef, TenantName};
+use types::{Day, ModelName, ModelRef, TenantName};
 
 use crate::{get_bool, get_optional_bool, parse_tenant, Caller, Store, StoreError};
 
@@ -24,7 +24,7 @@ pub struct ModelCard {
     /// `Some(false)`: commercial tenants may not use the model.
     pub commercial_use: Option<bool>,
     /// The last day (UTC) the licence is valid.
-    pub license_expires: Option<Date>,
+    pub license_expires: Option<Day>,
     /// Text the licence asks every response to carry.
     pub attribution: Option<String>,
 }
@@ -71,7 +71,7 @@ impl ModelCard {
             .transpose()?;
         let expires: Option<String> = row.try_get("license_expires")?;
         let license_expires = expires
-            .map(|text| Date::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|text| Day::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()?;
         Ok(Self {
             owner: row.try_get("owner")?,

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use types::TenantName;
 
-use crate::{constraint_error, get_bool, parse_tenant, Store, StoreError};
+use crate::{constraint_error, get_bool, parse_tenant, KeyLimits, Store, StoreError};
 
 /// One tenant. The built-in `admin` tenant exists from the first migration on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -14,6 +14,8 @@ pub struct TenantRecord {
     /// Whether the tenant uses models commercially; licence checks read this.
     pub commercial: bool,
     pub created_at: i64,
+    /// Rate limits shared by all of the tenant's keys together.
+    pub limits: KeyLimits,
 }
 
 impl TenantRecord {
@@ -23,11 +25,12 @@ impl TenantRecord {
             name: parse_tenant(row.try_get("name")?)?,
             commercial: get_bool(row, "commercial")?,
             created_at: row.try_get("created_at")?,
+            limits: KeyLimits::from_row(row, "limit_")?,
         })
     }
 }
 
-const COLUMNS: &str = "id, name, commercial, created_at";
+const COLUMNS: &str = "id, name, commercial, created_at, limit_rpm, limit_tpm, limit_tpd";
 
 impl Store {
     /// Creates a tenant; `Conflict` when the name is taken.
@@ -70,6 +73,30 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(TenantRecord::from_row).transpose()
+    }
+
+    /// Replaces the tenant's rate limits (`None` removes a limit); `NotFound` when there
+    /// is no such tenant.
+    pub async fn set_tenant_limits(
+        &self,
+        name: &TenantName,
+        limits: KeyLimits,
+    ) -> Result<TenantRecord, StoreError> {
+        let sql = format!(
+            "UPDATE tenants SET limit_rpm = $1, limit_tpm = $2, limit_tpd = $3 \
+             WHERE name = $4 RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(limits.rpm)
+            .bind(limits.tpm)
+            .bind(limits.tpd)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref()
+            .map(TenantRecord::from_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{name}'")))
     }
 
     /// Deletes an empty tenant and destroys its data key in the same transaction

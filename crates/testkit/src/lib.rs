@@ -1,5 +1,6 @@
 //! Test fixtures shared by the crates' integration tests: a throwaway PostgreSQL
-//! cluster and temporary directories.
+//! cluster, temporary directories, and canary searches of data dirs.
 
+pub mod canary;
 pub mod postgres;
 pub mod tempdir;

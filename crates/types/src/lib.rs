@@ -4,11 +4,11 @@
 //! built through validation (`TryFrom<String>`, also used by serde), so a value of
 //! these types is known to be safe to use as a path component or a database key.
 
-mod date;
+mod day;
 mod names;
 mod scope;
 
-pub use date::{Date, DateError};
+pub use day::{Day, DayError};
 pub use names::{ModelName, ModelRef, NameError, TenantName};
 pub use scope::{Scope, ScopeError, Scopes};
 

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use store::{ModelCard, ModelRecord};
-use types::{Date, ModelName, ModelRef, TenantName};
+use types::{Day, ModelName, ModelRef, TenantName};
 use utoipa::ToSchema;
 
 use crate::auth::{Guarded, ModelsRead, ModelsWrite, UseModels};
@@ -53,7 +53,7 @@ pub struct CardRequest {
     pub commercial_use: Option<bool>,
     /// YYYY-MM-DD.
     #[schema(value_type = Option<String>, example = "2027-12-31")]
-    pub license_expires: Option<Date>,
+    pub license_expires: Option<Day>,
     pub attribution: Option<String>,
 }
 

@@ -1,9 +1,11 @@
 //! `POST /v1/embeddings`, compatible with OpenAI's API and its official clients.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::Extension;
 use base64::Engine as _;
+use governance::pii::Redacted;
+use governance::privacy::RequestPrivacy;
 use inference::EmbedRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,6 +15,8 @@ use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::limits;
+use crate::privacy::{self, privacy_error};
 use crate::serving;
 use crate::state::AppState;
 
@@ -28,9 +32,9 @@ pub struct EmbeddingsRequest {
     pub encoding_format: Option<String>,
     /// Accepted only when equal to the model's dimension: this model cannot shorten vectors.
     pub dimensions: Option<u64>,
-    /// An end-user id. Accepted for OpenAI compatibility; Charter does not yet act on
-    /// it (naming a data subject for erasure is planned with retention).
-    #[allow(dead_code)]
+    /// The data subject (end user) the input is about, as OpenAI's `user`; stored
+    /// payloads and pseudonyms are tagged with it for erasure (`DELETE /v1/subjects/{id}`).
+    /// `X-Charter-Subject` names it as well.
     pub user: Option<String>,
 }
 
@@ -67,10 +71,11 @@ pub struct Usage {
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = crate::error::ErrorBody),
               (status = 403, body = crate::error::ErrorBody, description = "license_forbidden, model_unsigned or model_signature_invalid"),
               (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
+    headers: HeaderMap,
     Json(request): Json<EmbeddingsRequest>,
 ) -> ApiResult<(Extension<AuditModel>, HeaderMap, Json<EmbeddingsResponse>)> {
     let base64 = match request.encoding_format.as_deref() {
@@ -85,6 +90,15 @@ pub async fn create(
         }
     };
     let inputs = parse_input(request.input, state.config().max_inputs)?;
+    let _slot = limits::inference_slot(&state, &guard.principal)?;
+    let subject = privacy::subject(&headers, request.user.as_deref())?;
+    let mut privacy = state
+        .privacy()
+        .begin(&guard.principal.tenant, subject)
+        .await
+        .map_err(privacy_error)?;
+    let inputs = apply_input_policy(&mut privacy, inputs)?;
+    let stored_input = privacy.settings().retention_secs.map(|_| inputs.as_json());
     let serving::Admitted {
         version,
         attribution,
@@ -111,12 +125,30 @@ pub async fn create(
         )
         .with_param("input"));
     }
+    limits::charge_tokens(&state, &guard.principal, n_tokens).await?;
     let vectors = deployment
         .worker
         .call(EmbedRequest { sequences })
         .await
         .map_err(serving::inference_error)?;
     metrics::counter!("charter_embedding_tokens_total").increment(n_tokens as u64);
+    limits::meter(&state, &guard.principal, version.model.as_str(), n_tokens);
+    let vault = privacy
+        .finish(&privacy::request_id(&headers), "/v1/embeddings", || {
+            serde_json::json!({
+                "model": request.model,
+                "input": stored_input,
+                "embeddings": vectors.iter().map(|v| encode(v.clone(), true)).collect::<Vec<_>>(),
+            })
+        })
+        .await
+        .map_err(privacy_error)?;
+    let mut response_headers = HeaderMap::new();
+    if let Some(vault) = vault {
+        if let Ok(value) = HeaderValue::from_str(&vault.id) {
+            response_headers.insert(privacy::VAULT_HEADER, value);
+        }
+    }
     let data = vectors
         .into_iter()
         .enumerate()
@@ -138,21 +170,54 @@ pub async fn create(
     };
     // The audit entry and the receipt name the exact version that answered.
     let answered_by = AuditModel(serving::version_digest(&version));
-    let headers = serving::attribution_headers(response.attribution.as_deref());
-    Ok((Extension(answered_by), headers, Json(response)))
+    response_headers.extend(serving::attribution_headers(
+        response.attribution.as_deref(),
+    ));
+    Ok((Extension(answered_by), response_headers, Json(response)))
 }
 
 /// What a request asks to embed, validated for shape before any model work.
-enum Inputs {
+pub(crate) enum Inputs {
     Texts(Vec<String>),
     Tokens(Vec<Vec<u32>>),
+}
+
+impl Inputs {
+    /// The inputs as the model sees them, for a stored payload.
+    fn as_json(&self) -> Value {
+        match self {
+            Inputs::Texts(texts) => Value::from(texts.clone()),
+            Inputs::Tokens(sequences) => serde_json::json!(sequences),
+        }
+    }
+}
+
+/// The tenant's input policy, before the model sees anything: with `redact` or
+/// `pseudonymize` the model embeds the rewritten text. Token ids cannot be checked, so
+/// they pass only a policy that changes nothing.
+fn apply_input_policy(privacy: &mut RequestPrivacy, inputs: Inputs) -> ApiResult<Inputs> {
+    match inputs {
+        Inputs::Texts(texts) => {
+            tracing::debug!(input = %privacy.for_log(&texts.join(" | ")), "embeddings request");
+            let seen = privacy.input(&texts).map_err(privacy_error)?;
+            Ok(Inputs::Texts(
+                seen.into_iter().map(Redacted::into_string).collect(),
+            ))
+        }
+        Inputs::Tokens(sequences) => {
+            privacy
+                .require_checkable("token id inputs")
+                .map_err(privacy_error)?;
+            Ok(Inputs::Tokens(sequences))
+        }
+    }
 }
 
 fn invalid_input(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_input", message).with_param("input")
 }
 
-fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
+pub(crate) fn parse_input(input: Value, max_inputs: usize) -> ApiResult<Inputs> {
     const SHAPE: &str = "input must be a string, an array of strings, an array of token ids, or an array of arrays of token ids";
     let items = match input {
         Value::String(text) => vec![Value::String(text)],

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use governance::KeyRequest;
 use serde::{Deserialize, Serialize};
-use store::{ApiKeyRecord, KeyLimits};
+use store::ApiKeyRecord;
 use types::{Scopes, TenantName};
 use utoipa::ToSchema;
 
@@ -27,8 +27,11 @@ pub struct CreateKeyRequest {
     pub description: String,
     /// Unix time after which the key stops working.
     pub expires_at: Option<i64>,
+    /// Requests per minute this key may make (absent: no limit of its own).
     pub rpm: Option<i64>,
+    /// Tokens per minute (for tensor models, input rows).
     pub tpm: Option<i64>,
+    /// Tokens per UTC day.
     pub tpd: Option<i64>,
 }
 
@@ -41,6 +44,9 @@ pub struct KeyView {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub tpd: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,6 +71,9 @@ impl From<ApiKeyRecord> for KeyView {
             created_at: record.created_at,
             expires_at: record.expires_at,
             revoked_at: record.revoked_at,
+            rpm: record.limits.rpm,
+            tpm: record.limits.tpm,
+            tpd: record.limits.tpd,
         }
     }
 }
@@ -105,21 +114,7 @@ pub async fn create(
                 .with_param("expires_at"),
         );
     }
-    let limits = KeyLimits {
-        rpm: request.rpm,
-        tpm: request.tpm,
-        tpd: request.tpd,
-    };
-    if [limits.rpm, limits.tpm, limits.tpd]
-        .iter()
-        .flatten()
-        .any(|v| *v < 1)
-    {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "rate limits must be 1 or more",
-        ));
-    }
+    let limits = crate::limits::valid_limits(request.rpm, request.tpm, request.tpd)?;
     let key_request = KeyRequest {
         tenant: request.tenant,
         scopes: Scopes::new(request.scopes),

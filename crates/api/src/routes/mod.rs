@@ -13,9 +13,11 @@ pub(crate) mod explain;
 pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod models;
+pub(crate) mod privacy;
 pub(crate) mod system;
 pub(crate) mod tenants;
 pub(crate) mod trust;
+pub(crate) mod usage;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
@@ -35,8 +37,13 @@ pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
 pub use models::{ModelList, ModelView, OpenAiModel, OpenAiModelList, VersionView};
-pub use tenants::{CreateTenantRequest, TenantView};
+pub use privacy::{
+    EntityView, ErasureView, PrivacySettingsRequest, PrivacySettingsView, RedactMode,
+    RedactRequest, RedactResponse, RevealRequest, RevealResponse,
+};
+pub use tenants::{CreateTenantRequest, TenantLimitsRequest, TenantView};
 pub use trust::{ModelPolicyRequest, ModelPolicyView, TrustKeyRequest, TrustedKeyView};
+pub use usage::{UsageList, UsageRow};
 pub use v2::{
     V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
     V2ModelReady, V2TensorMetadata,
@@ -155,6 +162,11 @@ pub fn table() -> Vec<Route> {
         route::<auth::Admin>(M::GET, "/v1/tenants", get(tenants::list)),
         route::<auth::Admin>(M::POST, "/v1/tenants", post(tenants::create)),
         route::<auth::Admin>(M::DELETE, "/v1/tenants/{name}", delete(tenants::remove)),
+        route::<auth::Admin>(
+            M::PUT,
+            "/v1/tenants/{name}/limits",
+            put(tenants::set_limits),
+        ),
         route::<auth::Admin>(M::GET, "/v1/tenants/{name}/model-policy", get(trust::show)),
         route::<auth::Admin>(
             M::PATCH,
@@ -177,6 +189,24 @@ pub fn table() -> Vec<Route> {
         route::<auth::AuditRead>(M::GET, "/v1/audit", get(audit::list)),
         route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
         route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
+        route::<auth::Usage>(M::GET, "/v1/usage", get(usage::list)),
+        route::<auth::Inference>(M::POST, "/v1/privacy/redact", post(privacy::redact)),
+        route::<auth::PiiReveal>(M::POST, "/v1/privacy/reveal", post(privacy::reveal)),
+        route::<auth::Admin>(
+            M::GET,
+            "/v1/tenants/{name}/privacy",
+            get(privacy::show_settings),
+        ),
+        route::<auth::Admin>(
+            M::PUT,
+            "/v1/tenants/{name}/privacy",
+            put(privacy::put_settings),
+        ),
+        route::<auth::Data>(
+            M::DELETE,
+            "/v1/subjects/{id}",
+            delete(privacy::erase_subject),
+        ),
     ]
 }
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use store::{ModelCard, ModelRecord, VersionRecord};
-use types::{Date, ModelName, ModelRef, TenantName};
+use types::{Day, ModelName, ModelRef, TenantName};
 use utoipa::ToSchema;
 
 use crate::auth::{Guarded, ModelsRead, ModelsWrite, UseModels};
@@ -264,7 +264,7 @@ pub struct UploadParams {
     pub commercial_use: Option<bool>,
     /// The last day the licence is valid, YYYY-MM-DD.
     #[param(value_type = Option<String>)]
-    pub license_expires: Option<Date>,
+    pub license_expires: Option<Day>,
     /// Text every response of the model must carry.
     pub attribution: Option<String>,
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
+use governance::Principal;
 use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
 use inference::InferenceError;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
+use crate::limits;
 use crate::routes::datasets::jobs_error;
 use crate::routes::registry_error;
 use crate::serving;
@@ -184,7 +186,7 @@ pub async fn model_ready(
     params(("name" = String, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
               (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
@@ -195,7 +197,7 @@ pub async fn infer(
         name,
         version: None,
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request).await
+    run_infer(&state, &guard.principal, &model_ref, request).await
 }
 
 /// Inference on one version.
@@ -203,7 +205,7 @@ pub async fn infer(
     params(("name" = String, Path), ("version" = i64, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
               (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
-              (status = 503, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn version_infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
@@ -214,16 +216,18 @@ pub async fn version_infer(
         name,
         version: Some(version),
     };
-    run_infer(&state, &guard.principal.caller(), &model_ref, request).await
+    run_infer(&state, &guard.principal, &model_ref, request).await
 }
 
+/// Tensor models have no tokens: rate limits and usage count one token per input row.
 async fn run_infer(
     state: &AppState,
-    caller: &Caller,
+    principal: &Principal,
     model_ref: &ModelRef,
     request: V2InferRequest,
 ) -> ApiResult<Answered> {
-    let (resolution, model) = loaded(state, caller, model_ref).await?;
+    let _slot = limits::inference_slot(state, principal)?;
+    let (resolution, model) = loaded(state, &principal.caller(), model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs
         .iter()
@@ -237,6 +241,7 @@ async fn run_infer(
     let tensor_request = TensorRequest::new(&model.spec, &inputs)
         .map_err(|e| ApiError::bad_request("invalid_input", e.to_string()).with_param("inputs"))?;
     let rows = tensor_request.rows;
+    limits::charge_tokens(state, principal, rows).await?;
     let output = model
         .worker
         .call(tensor_request)
@@ -250,6 +255,7 @@ async fn run_infer(
             }
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
+    limits::meter(state, principal, &resolution.model, rows);
     let headers = serving::attribution_headers(resolution.attribution.as_deref());
     // The audit entry and the receipt name the exact version that answered.
     let answered_by = AuditModel(resolution.digest);

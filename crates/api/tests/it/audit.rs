@@ -27,7 +27,7 @@ pub(crate) async fn audited_app() -> TestApp {
     app
 }
 
-fn receipt_of(reply: &Reply) -> i64 {
+pub(crate) fn receipt_of(reply: &Reply) -> i64 {
     reply
         .headers
         .get("x-charter-receipt")
@@ -38,7 +38,7 @@ fn receipt_of(reply: &Reply) -> i64 {
         .unwrap()
 }
 
-async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
+pub(crate) async fn entry(app: &TestApp, seq: i64) -> store::AuditRecord {
     app.store.audit_entry(seq).await.unwrap().unwrap()
 }
 

@@ -7,13 +7,13 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 use store::Caller;
-use types::{Date, ModelName, TenantName};
+use types::{Day, ModelName, TenantName};
 
 use crate::common::{error_code, tar_of, tiny_safetensors, Reply, TestApp};
 use crate::support::{app, Reference};
 
 fn day(offset: i64) -> String {
-    Date::from_days(Date::today().days_since_epoch() + offset).to_string()
+    Day::from_unix(types::unix_now() + offset * 86_400).to_string()
 }
 
 async fn put_card(app: &TestApp, key: &str, model: &str, card: Value) -> Reply {
@@ -280,7 +280,7 @@ async fn v2_and_explain_honour_the_licence_and_carry_the_attribution() {
 
     // An expired licence refuses the next resolution of the model (a version reference
     // resolves afresh here).
-    card.license_expires = Some(Date::from_days(Date::today().days_since_epoch() - 1));
+    card.license_expires = Some(Day::from_unix(types::unix_now() - 86_400));
     app.registry
         .set_card(&name, &card, &Caller::admin())
         .await

@@ -7,9 +7,10 @@ use anyhow::Context as _;
 use clap::{ArgGroup, Subcommand};
 use crypto::envelope::MasterKey;
 use governance::KeyRequest;
-use store::{Caller, KeyLimits};
+use store::Caller;
 use types::{Scopes, TenantName};
 
+use super::tenants::{describe, NewLimits};
 use super::Context;
 use crate::config::MasterKeySource;
 use crate::services::{self, Services};
@@ -31,15 +32,9 @@ pub enum KeysCommand {
         /// A note on what the key is for
         #[arg(long, default_value = "")]
         description: String,
-        /// Requests per minute allowed for this key
-        #[arg(long)]
-        rpm: Option<i64>,
-        /// Tokens per minute allowed for this key
-        #[arg(long)]
-        tpm: Option<i64>,
-        /// Tokens per day allowed for this key
-        #[arg(long)]
-        tpd: Option<i64>,
+        /// This key's own rate limits (its tenant's apply as well)
+        #[command(flatten)]
+        limits: NewLimits,
     },
     /// List keys (ids, tenants, scopes; never secrets)
     List,
@@ -62,9 +57,7 @@ pub async fn run(context: Context, command: KeysCommand) -> anyhow::Result<ExitC
             tenant,
             scopes,
             description,
-            rpm,
-            tpm,
-            tpd,
+            limits,
         } => {
             let (tenant, scopes) = if admin {
                 (TenantName::try_from(types::ADMIN_TENANT)?, Scopes::admin())
@@ -81,7 +74,7 @@ pub async fn run(context: Context, command: KeysCommand) -> anyhow::Result<ExitC
                 scopes,
                 description,
                 expires_at: None,
-                limits: KeyLimits { rpm, tpm, tpd },
+                limits: limits.into(),
             };
             let (_, text) = governance::mint_key(&services.store, request).await?;
             println!("{}", text.expose());
@@ -94,10 +87,11 @@ pub async fn run(context: Context, command: KeysCommand) -> anyhow::Result<ExitC
                     "active"
                 };
                 println!(
-                    "{}\t{}\t{}\t{state}",
+                    "{}\t{}\t{}\t{}\t{state}",
                     key.key_id,
                     key.tenant,
-                    key.scopes.to_list()
+                    key.scopes.to_list(),
+                    describe(&key.limits)
                 );
             }
         }

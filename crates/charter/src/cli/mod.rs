@@ -5,10 +5,12 @@ mod datasets;
 mod keys;
 mod models;
 mod openapi;
+mod privacy;
 mod receipts;
 mod serve;
 mod tenants;
 mod train;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,8 +72,13 @@ pub enum Command {
     /// Upload, list and remove training datasets
     #[command(subcommand)]
     Datasets(datasets::DatasetsCommand),
+    /// PII policies, payload retention, redaction and erasure of data subjects
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
     /// Train a tensor model locally, or submit the job to a server
     Train(Box<train::TrainArgs>),
+    /// Show metered usage per tenant, key, model and day
+    Usage(usage::UsageArgs),
     /// Print the OpenAPI document
     Openapi,
 }
@@ -134,6 +141,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Datasets(command) => datasets::run(context, command).await,
             Command::Train(args) => train::run(context, *args).await,
+            Command::Usage(args) => usage::run(context, args).await,
+            Command::Privacy(command) => privacy::run(context, command).await,
         }
     })
 }

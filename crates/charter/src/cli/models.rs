@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crypto::signing::{SigningKey, VerifyingKey};
 use registry::{ImportRequest, Removed};
 use store::{Caller, ModelCard, ModelRecord};
-use types::{Date, ModelName, ModelRef, TenantName};
+use types::{Day, ModelName, ModelRef, TenantName};
 
 use super::Context;
 use crate::services::Services;
@@ -94,7 +94,7 @@ pub struct CardArgs {
     commercial_use: Option<bool>,
     /// Last day the licence is valid (UTC), YYYY-MM-DD
     #[arg(long, value_name = "DATE")]
-    license_expires: Option<Date>,
+    license_expires: Option<Day>,
     /// Text every response of the model must carry
     #[arg(long, value_name = "TEXT")]
     attribution: Option<String>,

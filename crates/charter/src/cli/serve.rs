@@ -2,9 +2,10 @@
 //! ALPN) when `--tls-cert` and `--tls-key` are given.
 //!
 //! Shutdown on SIGTERM or Ctrl-C: readiness turns 503 at once, the listener stops
-//! accepting, and in-flight requests drain within `--drain-secs`.
+//! accepting, and in-flight requests drain within `--drain-secs`. Connections are
+//! bounded before any request is parsed: request heads must arrive within
+//! `--header-read-timeout-secs` and fit `--max-header-kb`.
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,6 +39,11 @@ pub struct ServeArgs {
     /// Requests that may wait per loaded model before new ones get 503
     #[arg(long, env = "CHARTER_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// Most inference requests one tenant may have in flight at once (more get 429), so
+    /// a flooding tenant cannot fill the queues; e.g. a quarter of --queue-capacity
+    /// [default: no cap]
+    #[arg(long, env = "CHARTER_MAX_IN_FLIGHT_PER_TENANT")]
+    pub max_in_flight_per_tenant: Option<usize>,
     /// Do not keep the audit log (only for measuring its cost; nothing is recorded)
     #[arg(long, env = "CHARTER_NO_AUDIT")]
     pub no_audit: bool,
@@ -50,6 +56,21 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long, env = "CHARTER_DRAIN_SECS", default_value_t = 25)]
     pub drain_secs: u64,
+    /// Seconds between writes of metered usage to the store (a crash loses at most
+    /// this much; shutdown writes the rest)
+    #[arg(long, env = "CHARTER_USAGE_FLUSH_SECS", default_value_t = 10)]
+    pub usage_flush_secs: u64,
+    /// Seconds a request may take until its response starts (slow handlers and slow
+    /// request bodies alike); then 503 `request_timeout`
+    #[arg(long, env = "CHARTER_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers before the connection is closed
+    /// (against slowloris-style clients)
+    #[arg(long, env = "CHARTER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers) accepted, in KiB; larger gets 431
+    #[arg(long, env = "CHARTER_MAX_HEADER_KB", default_value_t = 64)]
+    pub max_header_kb: usize,
 }
 
 pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -79,6 +100,8 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
             .map(|kb| kb.saturating_mul(1024))
             .unwrap_or(defaults.max_json_body),
         queue_capacity: args.queue_capacity.max(1),
+        request_timeout_secs: args.request_timeout_secs.max(1),
+        max_in_flight_per_tenant: args.max_in_flight_per_tenant,
         upload_dir: context.storage.scratch_dir(),
         checkout_dir: context.storage.scratch_dir(),
         ..defaults
@@ -110,6 +133,11 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         ));
     }
     let app = api::router(state.clone());
+    let flusher = governance::metering::Meter::spawn_flusher(
+        state.meter().clone(),
+        services.store.clone(),
+        Duration::from_secs(args.usage_flush_secs.max(1)),
+    );
     let runner = jobs::Runner::start(services.registry.clone(), jobs::RunnerConfig::default());
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -122,32 +150,29 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     };
     tracing::info!(addr = %listener.local_addr()?, scheme, data_dir = %context.storage.data_dir.display(), "charter is serving");
     tokio::spawn(load_models(state.clone(), args.load));
+    tokio::spawn(super::privacy::purge_periodically(state.privacy().clone()));
 
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+        max_header_bytes: args.max_header_kb.saturating_mul(1024),
+    };
     let drain = Duration::from_secs(args.drain_secs);
-    if let Some(tls_config) = tls_config {
-        serve_tls(listener, app, tls_config, state.clone(), drain).await?;
-        services.store.close().await;
-        tracing::info!("stopped");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let (shutdown_state, notify) = (state.clone(), draining.clone());
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        shutdown_state.set_ready(false);
-        notify.notify_one();
-    });
-    tokio::select! {
-        result = server.into_future() => result.context("server error")?,
-        () = async { draining.notified().await; tokio::time::sleep(drain).await } => {
-            tracing::warn!(seconds = drain.as_secs(), "drain budget exceeded; closing remaining connections");
-        }
-    }
+    serve(listener, app, tls_config, limits, state.clone(), drain).await?;
     runner.shutdown().await;
+    // Flush first: a periodic flush in progress finishes before this one starts (they
+    // share a lock), so aborting the flusher afterwards cannot drop a tally mid-write.
+    flush_usage(&state, &services).await;
+    flusher.abort();
     services.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the usage metered since the last periodic flush.
+async fn flush_usage(state: &AppState, services: &Services) {
+    if let Err(error) = state.meter().flush(&services.store).await {
+        tracing::error!(%error, "cannot write the last metered usage; it is lost");
+    }
 }
 
 /// Loads the models `--load` names, then declares the server ready. A model that fails
@@ -195,12 +220,39 @@ impl std::str::FromStr for LoadSpec {
     }
 }
 
-/// HTTPS through axum-server: on SIGTERM readiness turns 503, the listener stops
-/// accepting, and connections get `drain` to finish before they are closed.
-async fn serve_tls(
+/// Limits per connection, set on hyper before any request is parsed.
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl ConnectionLimits {
+    /// HTTP/1: the head must arrive within the timeout (a timer makes hyper enforce it)
+    /// and fit the buffer (else 431); HTTP/2: the header list is bounded the same way.
+    fn apply(&self, builder: &mut HttpBuilder) {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            // hyper's smallest allowed buffer is 8 KiB.
+            .max_buf_size(self.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX));
+    }
+}
+
+type HttpBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+
+/// Serves HTTP, or HTTPS through rustls, with the connection limits. On SIGTERM
+/// readiness turns 503, the listener stops accepting, and connections get `drain` to
+/// finish before they are closed.
+async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    tls_config: rustls::ServerConfig,
+    tls_config: Option<rustls::ServerConfig>,
+    limits: ConnectionLimits,
     state: AppState,
     drain: Duration,
 ) -> anyhow::Result<()> {
@@ -212,12 +264,22 @@ async fn serve_tls(
         state.set_ready(false);
         shutdown.graceful_shutdown(Some(drain));
     });
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
-    axum_server::from_tcp_rustls(listener.into_std()?, config)?
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
-        .context("server error")
+    let listener = listener.into_std()?;
+    let service = app.into_make_service();
+    let served = match tls_config {
+        Some(tls_config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
+            let mut server = axum_server::from_tcp_rustls(listener, config)?;
+            limits.apply(server.http_builder());
+            server.handle(handle).serve(service).await
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener)?;
+            limits.apply(server.http_builder());
+            server.handle(handle).serve(service).await
+        }
+    };
+    served.context("server error")
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub(crate) fn charter(data_dir: &Path) -> Command {
+pub fn charter(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_charter"));
     command
         .env_remove("CHARTER_DATABASE_URL")
@@ -19,7 +19,7 @@ pub(crate) fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("charter runs")
 }
 
-pub(crate) fn ok(command: &mut Command) -> String {
+pub fn ok(command: &mut Command) -> String {
     let output = run(command);
     assert!(
         output.status.success(),
@@ -30,7 +30,7 @@ pub(crate) fn ok(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-pub(crate) fn fails(command: &mut Command) -> String {
+pub fn fails(command: &mut Command) -> String {
     let output = run(command);
     assert!(!output.status.success(), "succeeded: {command:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -329,6 +329,28 @@ pub fn http(
     Some((status, body))
 }
 
+/// Sends SIGTERM and waits (at most 30 s) for `serve` to exit successfully.
+pub fn stop(server: &mut Server) {
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn dechunk(mut text: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = text.split_once("\r\n") {
@@ -357,24 +379,7 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     let (status, body) = http(&server.addr, "GET", "/metrics", None, None).unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("charter_http_requests_total"), "{body}");
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "serve exited with {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop(&mut server);
 }
 
 #[test]

@@ -10,6 +10,7 @@ const COMMANDS: &[&[&str]] = &[
     &["serve"],
     &["tenants"],
     &["tenants", "create"],
+    &["tenants", "set"],
     &["tenants", "list"],
     &["tenants", "set"],
     &["tenants", "trust-key"],
@@ -38,7 +39,14 @@ const COMMANDS: &[&[&str]] = &[
     &["datasets", "upload"],
     &["datasets", "list"],
     &["datasets", "rm"],
+    &["privacy"],
+    &["privacy", "show"],
+    &["privacy", "set"],
+    &["privacy", "redact"],
+    &["privacy", "erase-subject"],
+    &["privacy", "purge"],
     &["train"],
+    &["usage"],
     &["openapi"],
 ];
 

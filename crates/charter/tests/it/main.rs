@@ -3,7 +3,10 @@
 mod audit;
 mod cards;
 mod cli;
+mod hardening;
 mod help;
+mod limits;
 mod openai;
+mod privacy;
 mod tls;
 mod train;

@@ -53,15 +53,23 @@
 //!
 //! # Rotation and shredding
 //!
-//! Master rotation rewraps data keys ([`rewrap`]); blobs are untouched. Deleting
+//! Small values kept in database columns (the PII vault, stored payloads) use the
+//! one-shot record format of [`seal_record`] instead, bound to a caller-named context
+//! rather than to a plaintext digest.
+//!
+//! Master rotation rewraps data keys ([`rewrap`]); blobs and records are untouched. Deleting
 //! every copy of a tenant's wrapped key makes its blobs unreadable, backups included.
 
 mod datakey;
 mod master;
+mod record;
 mod stream;
 
 pub use datakey::{rewrap, DataKey, WrappedKey, WRAPPED_KEY_BYTES, WRAPPED_KEY_FORMAT_V1};
 pub use master::{MasterKey, MasterKeyring, KEY_BYTES};
+pub use record::{
+    keyed_tag, open_record, seal_record, SEALED_RECORD_FORMAT_V1, SEALED_RECORD_OVERHEAD,
+};
 pub use stream::{
     open, open_stream, seal, seal_stream, sealed_len, BlobContext, Opener, Sealer, HEADER_BYTES,
     KEY_SALT_BYTES, NONCE_PREFIX_BYTES, SEALED_FORMAT_V1, SEGMENT_BYTES, TAG_BYTES,

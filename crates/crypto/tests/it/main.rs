@@ -5,6 +5,7 @@ mod envelope;
 mod formats;
 mod master_key;
 mod merkle;
+mod record;
 mod signing;
 
 /// Decodes hex in test vectors.

@@ -27,7 +27,7 @@ mod rng;
 pub mod spec;
 pub mod train;
 
-pub use dataset::{CsvColumns, Dataset, DatasetError, DatasetLimits};
+pub use dataset::{CsvColumns, Dataset, DatasetError, DatasetLimits, SUBJECT_KEY};
 pub use explain::{Attribution, ExplainError};
 pub use model::{InferInput, InferOutput, ModelError, TensorModel};
 pub use net::{Workspace, WorkspaceTooLarge};

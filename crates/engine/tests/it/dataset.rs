@@ -36,6 +36,16 @@ fn check_err(result: Result<Dataset, DatasetError>, message: &str) {
 }
 
 #[test]
+fn jsonl_rows_may_name_their_data_subject() {
+    let data = jsonl(
+        "{\"x\": [1, 2, 3], \"y\": [0, 1], \"subject\": \"user-7\"}\n{\"x\": [4, 5, 6], \"y\": [1, 0]}\n",
+    )
+    .unwrap();
+    assert_eq!(data.n_rows(), 2);
+    assert_eq!(data.inputs(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+}
+
+#[test]
 fn jsonl_parses() {
     let data = jsonl(
         "{\"x\": [1, 2, 3], \"y\": [0.5, -1]}\n\n{\"y\": [1e-3, 2], \"x\": [[4], [5], [6]]}\n",

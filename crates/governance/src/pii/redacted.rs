@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use super::policy::{apply, Policy};
+use super::policy::{apply, Action, Policy};
+use super::PiiError;
 
 /// Text that went through [`apply`](super::apply). It can only be built inside this
 /// module (there is no `From<String>` and no `Deserialize`), so holding one proves the
@@ -52,6 +53,30 @@ pub fn redact_for_log(text: &str) -> Redacted {
     static LOG_POLICY: LazyLock<Policy> = LazyLock::new(Policy::redact_all);
     match apply(text, &LOG_POLICY) {
         Ok(applied) => applied.text,
+        Err(error) => Redacted(format!("[UNREDACTABLE: {}]", error.code())),
+    }
+}
+
+/// Redacts `text` for a log line under a tenant's `logs` policy. Logs never carry
+/// values whatever the policy says: `allow` and `pseudonymize` count as `redact`, and
+/// `block` withholds the whole text, naming the kinds found. Infallible like
+/// [`redact_for_log`].
+pub fn redact_for_log_with(text: &str, policy: &Policy) -> Redacted {
+    let strict = |action: Action| match action {
+        Action::Block => Action::Block,
+        _ => Action::Redact,
+    };
+    let mut log_policy =
+        Policy::new(strict(policy.default)).with_max_input_bytes(policy.max_input_bytes);
+    for (&kind, &action) in &policy.actions {
+        log_policy = log_policy.with(kind, strict(action));
+    }
+    match apply(text, &log_policy) {
+        Ok(applied) => applied.text,
+        Err(PiiError::Blocked { kinds }) => {
+            let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+            Redacted(format!("[WITHHELD: {}]", kinds.join(", ")))
+        }
         Err(error) => Redacted(format!("[UNREDACTABLE: {}]", error.code())),
     }
 }

@@ -25,12 +25,7 @@ fn config() -> AuditConfig {
 
 async fn open_log(pem: Option<&str>) -> Log {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("charter.db").display()
-    ))
-    .await
-    .unwrap();
+    let store = crate::sqlite_store(dir.path()).await;
     let key = match pem {
         Some(pem) => SigningKey::from_pkcs8_pem(pem).unwrap(),
         None => {

@@ -6,7 +6,7 @@ use store::{
     Caller, Manifest, ManifestFile, ModelCard, NewVersion, ServingPolicy, SignatureRecord, Store,
     StoreError,
 };
-use types::Date;
+use types::Day;
 
 use crate::support::{model, tenant};
 
@@ -35,7 +35,7 @@ fn full_card() -> ModelCard {
         out_of_scope_use: Some("medical advice".into()),
         permitted_tenants: Some(vec![tenant("a"), tenant("b")]),
         commercial_use: Some(false),
-        license_expires: Some(Date::try_from("2030-01-31").unwrap()),
+        license_expires: Some("2030-01-31".parse::<Day>().unwrap()),
         attribution: Some("© Acme".into()),
     }
 }

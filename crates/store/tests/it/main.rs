@@ -5,5 +5,7 @@ mod change_audit;
 mod jobs;
 mod keys;
 mod models;
+mod privacy;
 mod support;
 mod tenants;
+mod usage;

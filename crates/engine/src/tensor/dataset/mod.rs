@@ -12,6 +12,10 @@ use csv::CsvRecords;
 
 use super::spec::{IoSpec, LossKind, ValidSpec};
 
+/// The JSONL key that names a row's data subject (a string id). It is not a column:
+/// training skips it, and erasing the subject removes the rows that carry it.
+pub const SUBJECT_KEY: &str = "subject";
+
 /// Bounds on what a dataset may occupy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatasetLimits {
@@ -186,7 +190,8 @@ impl Dataset {
     /// Parses JSON Lines: one object per row keyed by the spec's input and output names,
     /// each value an array of numbers (nested arrays are flattened) or a number for a
     /// one-element shape. With `cross_entropy`, a target may also be a class index, read
-    /// as a one-hot row. Blank lines are skipped but still counted as rows.
+    /// as a one-hot row. Blank lines are skipped but still counted as rows. A
+    /// [`SUBJECT_KEY`] is ignored.
     pub fn from_jsonl(
         spec: &ValidSpec,
         bytes: &[u8],
@@ -213,7 +218,10 @@ impl Dataset {
             let Value::Object(object) = value else {
                 return Err(DatasetError::NotAnObject { row });
             };
-            if let Some(key) = object.keys().find(|k| !expected_keys.contains(k)) {
+            if let Some(key) = object
+                .keys()
+                .find(|k| !expected_keys.contains(k) && k.as_str() != SUBJECT_KEY)
+            {
                 return Err(DatasetError::UnknownKey {
                     row,
                     key: key.clone(),

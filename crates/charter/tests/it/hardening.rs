@@ -1,0 +1,69 @@
+//! Connection limits of the real server: a client that sends its headers too slowly is
+//! disconnected while others are served, and an oversized request head gets 431.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::cli::{http, serve};
+
+/// Reads until the server closes the connection; what it sent, or `None` when the
+/// connection is still open after `wait` (the server never gave up on the client).
+fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut received = Vec::new();
+    match stream.read_to_end(&mut received) {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&received).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn slow_headers_are_cut_off_and_others_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--header-read-timeout-secs", "1"]);
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&server.addr).unwrap();
+            // The request line and one header, then nothing more: slowloris.
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // Meanwhile a complete request is answered.
+    let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+    assert_eq!(status, 200);
+    for stream in &mut slow {
+        // Far longer than the 1 s allowed: only a server that never cuts the client off
+        // keeps the connection open this long.
+        let answer = read_until_closed(stream, Duration::from_secs(30))
+            .expect("the server kept a connection with unfinished headers open");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_oversized_request_head_gets_431() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &["--max-header-kb", "16"]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let big = "a".repeat(64 * 1024);
+    let request = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The server may stop reading (and close) before the whole head is written.
+    let _ = stream.write_all(request.as_bytes());
+    let answer = read_until_closed(&mut stream, Duration::from_secs(30)).unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    // A normal head is still fine.
+    let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+    assert_eq!(status, 200);
+}
