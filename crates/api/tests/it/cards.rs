@@ -256,62 +256,56 @@ async fn v2_and_explain_honour_the_licence_and_carry_the_attribution() {
     let app = app().await;
     crate::v2::publish_seed(&app).await;
     let body = json!({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": vec![0.5; 10]}]});
+    let explain = json!({"model": "seed", "inputs": {"x": vec![0.5; 10]}, "target": {"index": 0}});
     let name = ModelName::try_from("seed").unwrap();
+    let set_card = |card: registry::ModelCard| {
+        let (app, name) = (&app, &name);
+        async move {
+            app.registry
+                .set_card(name, &card, &Caller::admin())
+                .await
+                .unwrap();
+        }
+    };
+    let attributed = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let (status, headers, text) = app
+                .call_raw(
+                    Some("acme"),
+                    Method::POST,
+                    path,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                    &[],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
+            assert_eq!(headers["x-charter-attribution"], "Seed model by Acme");
+        }
+    };
     let mut card = registry::ModelCard {
         attribution: Some("Seed model by Acme".into()),
         ..Default::default()
     };
-    app.registry
-        .set_card(&name, &card, &Caller::admin())
-        .await
-        .unwrap();
-    let (status, headers, text) = app
-        .call_raw(
-            Some("acme"),
-            Method::POST,
-            "/v2/models/seed/infer",
-            "application/json",
-            body.to_string().into_bytes(),
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
-    assert_eq!(headers["x-charter-attribution"], "Seed model by Acme");
+    set_card(card.clone()).await;
+    attributed("/v2/models/seed/infer", body.clone()).await;
 
     // An expired licence refuses the next resolution of the model (a version reference
-    // resolves afresh here).
+    // resolves afresh here), and explanations, which are uses of the model too.
     card.license_expires = Some(Day::from_unix(types::unix_now() - 86_400));
-    app.registry
-        .set_card(&name, &card, &Caller::admin())
-        .await
-        .unwrap();
-    let (status, reply) = app
-        .post_json("acme", "/v2/models/seed/versions/1/infer", &body)
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
-    assert_eq!(reply["error"]["code"], "license_forbidden");
-    // An explanation is a use of the model too.
-    let explain = json!({"model": "seed", "inputs": {"x": vec![0.5; 10]}, "target": {"index": 0}});
-    let (status, reply) = app.post_json("acme", "/v1/explain", &explain).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
-    assert_eq!(reply["error"]["code"], "license_forbidden");
+    set_card(card.clone()).await;
+    for (path, body) in [
+        ("/v2/models/seed/versions/1/infer", &body),
+        ("/v1/explain", &explain),
+    ] {
+        let (status, reply) = app.post_json("acme", path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {reply}");
+        assert_eq!(reply["error"]["code"], "license_forbidden");
+    }
     card.license_expires = None;
-    app.registry
-        .set_card(&name, &card, &Caller::admin())
-        .await
-        .unwrap();
-    let (status, headers, text) = app
-        .call_raw(
-            Some("acme"),
-            Method::POST,
-            "/v1/explain",
-            "application/json",
-            explain.to_string().into_bytes(),
-            &[],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&text));
-    assert_eq!(headers["x-charter-attribution"], "Seed model by Acme");
+    set_card(card).await;
+    attributed("/v1/explain", explain).await;
 }
 
 #[tokio::test]
