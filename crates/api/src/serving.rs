@@ -1,12 +1,14 @@
 //! Finding the model a request names and getting it loaded: resolve through the
-//! registry with the caller's visibility, check it out into a private temp dir, load
-//! it on its worker, and delete the checkout once the weights are in memory.
+//! registry with the caller's visibility, check the licence terms and (where the
+//! tenant requires it) the signature, check it out into a private temp dir, load it on
+//! its worker, and delete the checkout once the weights are in memory.
 
 use std::sync::Arc;
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use inference::{DeployError, DeploymentKey, EncoderDeployment, InferenceError};
-use store::{Caller, VersionRecord};
-use types::ModelRef;
+use store::{Caller, ModelRecord, VersionRecord};
+use types::{Day, ModelRef};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -18,6 +20,17 @@ pub async fn resolve(
     caller: &Caller,
     model: &str,
 ) -> Result<VersionRecord, ApiError> {
+    resolve_model(state, caller, model)
+        .await
+        .map(|(_, version)| version)
+}
+
+/// Like [`resolve`], with the model (and so its card).
+async fn resolve_model(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+) -> Result<(ModelRecord, VersionRecord), ApiError> {
     let not_found = || {
         ApiError::not_found(
             "model_not_found",
@@ -27,18 +40,84 @@ pub async fn resolve(
     };
     let model_ref: ModelRef = model.parse().map_err(|_| not_found())?;
     match state.store().resolve(caller, &model_ref).await {
-        Ok((_, version)) => Ok(version),
+        Ok(resolved) => Ok(resolved),
         Err(store::StoreError::NotFound(_)) => Err(not_found()),
         Err(error) => Err(crate::routes::store_error(error)),
     }
 }
 
+/// A version that may serve the caller, and what its responses must carry.
+pub struct Admitted {
+    pub version: VersionRecord,
+    /// Text the model's licence asks every response to carry.
+    pub attribution: Option<String>,
+}
+
+/// Resolves `model` for `caller` and checks that it may serve the caller's tenant:
+/// the licence terms of its card (403 `license_forbidden`) and, for tenants that
+/// require signed models, a trusted signature over exactly its files (403
+/// `model_unsigned` / `model_signature_invalid`). The audit layer records refusals.
+pub async fn admit(state: &AppState, caller: &Caller, model: &str) -> Result<Admitted, ApiError> {
+    let (model, version) = resolve_model(state, caller, model).await?;
+    let attribution = check_admission(state, caller, &model, &version).await?;
+    Ok(Admitted {
+        version,
+        attribution,
+    })
+}
+
+/// The checks of [`admit`] for an already resolved version; returns the attribution.
+pub async fn check_admission(
+    state: &AppState,
+    caller: &Caller,
+    model: &ModelRecord,
+    version: &VersionRecord,
+) -> Result<Option<String>, ApiError> {
+    let policy = state
+        .store()
+        .serving_policy(&caller.tenant)
+        .await
+        .map_err(crate::routes::store_error)?;
+    registry::cards::check_terms(model, &caller.tenant, &policy, Day::today()).map_err(
+        |denied| ApiError::forbidden("license_forbidden", denied.to_string()).with_param("model"),
+    )?;
+    if policy.require_signed_models {
+        state
+            .registry()
+            .check_signed(version, &caller.tenant)
+            .await
+            .map_err(crate::routes::registry_error)?;
+    }
+    Ok(model.card.attribution.clone())
+}
+
+/// Header carrying the attribution a model's licence asks for.
+pub const ATTRIBUTION_HEADER: HeaderName = HeaderName::from_static("x-charter-attribution");
+
+/// The `X-Charter-Attribution` header for `attribution`: its UTF-8 with `%`, controls
+/// and non-ASCII bytes percent-encoded (so plain ASCII text reads as is).
+pub fn attribution_headers(attribution: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(text) = attribution {
+        let mut encoded = String::with_capacity(text.len());
+        for byte in text.bytes() {
+            if (0x20..0x7f).contains(&byte) && byte != b'%' {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&encoded) {
+            headers.insert(ATTRIBUTION_HEADER, value);
+        }
+    }
+    headers
+}
+
 /// The identity of a model version as audit entries and receipts carry it: SHA-256 of
 /// its manifest (every file's path, size and SHA-256), so it names the exact weights.
 pub fn version_digest(version: &VersionRecord) -> String {
-    use sha2::Digest;
-    let manifest = serde_json::to_vec(&version.manifest).unwrap_or_default();
-    hex::encode(sha2::Sha256::digest(manifest))
+    registry::manifest_digest(&version.manifest)
 }
 
 pub fn deployment_key(version: &VersionRecord) -> DeploymentKey {

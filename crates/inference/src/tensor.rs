@@ -263,6 +263,8 @@ pub struct Resolution {
     pub version: i64,
     /// SHA-256 of the version's manifest: what audit entries and receipts name.
     pub digest: String,
+    /// Text the model's licence asks every response to carry.
+    pub attribution: Option<String>,
 }
 
 /// How long a resolution of `NAME` (latest) or `NAME/VERSION` is reused.

@@ -23,7 +23,7 @@ use crate::JobsError;
 pub const MARKER_FILE: &str = "charter_tensor.json";
 pub const SPEC_FILE: &str = "spec.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
-pub const LINEAGE_FILE: &str = "lineage.json";
+pub const LINEAGE_FILE: &str = registry::cards::LINEAGE_FILE;
 /// `config.json` `model_type` of tensor models.
 pub const MODEL_TYPE: &str = "charter_tensor";
 
@@ -342,7 +342,7 @@ pub async fn publish_model(
     })
     .await?;
     let mut import = ImportRequest::new(request.name, request.tenant);
-    import.description = Some(match &lineage.dataset {
+    import.card.description = Some(match &lineage.dataset {
         Some(name) => format!("tensor model trained on dataset '{name}' (see {LINEAGE_FILE})"),
         None => format!("tensor model trained locally (see {LINEAGE_FILE})"),
     });

@@ -50,6 +50,12 @@ pub enum ImportError {
 pub enum RegistryError {
     #[error(transparent)]
     Invalid(#[from] ImportError),
+    /// A model card that says something it may not (a malformed licence, say).
+    #[error("invalid model card: {0}")]
+    InvalidCard(String),
+    /// A version that may not serve a tenant that requires signed models.
+    #[error(transparent)]
+    Signature(#[from] crate::SignatureError),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]

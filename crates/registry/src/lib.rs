@@ -15,10 +15,12 @@
 //!
 //! Blob I/O is blocking and runs on `spawn_blocking`; the methods here are async.
 
+pub mod cards;
 mod error;
 pub mod keys;
 mod safetensors_check;
 mod scan;
+pub mod signing;
 mod unpack;
 
 use std::io::Read;
@@ -29,23 +31,23 @@ use std::time::{Duration, SystemTime};
 use blobstore::{BlobError, BlobStore, Digest, TenantKey};
 use types::{ModelName, ModelRef, TenantName};
 
+pub use cards::{LicenseDenied, VersionLineage};
 pub use error::{ImportError, RegistryError};
 pub use keys::RotationReport;
+pub use signing::{manifest_digest, SignatureError, SignatureStatus};
 pub use store::{Caller, Manifest, ManifestFile, ModelCard, ModelRecord, VersionRecord};
 
 use store::{NewVersion, Store};
 
-/// What to import and under which name; the card fields describe the model.
+/// What to import and under which name; the card describes the model.
 #[derive(Debug, Clone)]
 pub struct ImportRequest {
     pub name: ModelName,
     pub tenant: TenantName,
     /// Visible (read-only) to every tenant.
     pub shared: bool,
-    /// SPDX licence expression, e.g. `apache-2.0`.
-    pub license: Option<String>,
-    pub owner: Option<String>,
-    pub description: Option<String>,
+    /// Card fields that are `Some` replace the model's; `None` keeps what it has.
+    pub card: ModelCard,
 }
 
 impl ImportRequest {
@@ -55,9 +57,7 @@ impl ImportRequest {
             name,
             tenant,
             shared: false,
-            license: None,
-            owner: None,
-            description: None,
+            card: ModelCard::default(),
         }
     }
 }
@@ -133,7 +133,8 @@ impl Registry {
         dir: &Path,
         request: ImportRequest,
     ) -> Result<VersionRecord, RegistryError> {
-        // Checked first so a typo in the tenant does not cost a full import.
+        // Checked first so a typo in the tenant or the card does not cost a full import.
+        cards::validate_card(&request.card)?;
         if self.store.tenant_by_name(&request.tenant).await?.is_none() {
             return Err(RegistryError::NotFound(format!(
                 "tenant '{}'",
@@ -150,11 +151,7 @@ impl Registry {
                 tenant: request.tenant,
                 name: request.name,
                 shared: request.shared,
-                card: ModelCard {
-                    owner: request.owner,
-                    license: request.license,
-                    description: request.description,
-                },
+                card: request.card,
                 manifest,
             })
             .await?;

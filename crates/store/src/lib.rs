@@ -1,6 +1,7 @@
 //! The database of Charter: one connection pool, migrations, and typed record access for
-//! tenants, API keys, data keys, models and model versions, the audit log, metered
-//! usage, and privacy records (PII policies, the pseudonym vault, stored payloads).
+//! tenants, API keys, data keys, models and model versions (with cards and signatures),
+//! the audit log, metered usage, and privacy records (PII policies, the pseudonym vault,
+//! stored payloads).
 //!
 //! The same query code runs on SQLite (the embedded default) and PostgreSQL (scale-out):
 //! queries go through sqlx's `Any` driver with `$1`-style placeholders, which both
@@ -18,6 +19,7 @@ mod jobs;
 mod keys;
 mod models;
 mod privacy;
+mod signatures;
 mod tenants;
 mod usage;
 
@@ -40,6 +42,7 @@ pub use models::{Manifest, ManifestFile, ModelCard, ModelRecord, NewVersion, Ver
 pub use privacy::{
     Erased, NewPayload, NewVaultEntry, PayloadRecord, PrivacySettingsRecord, VaultRecord,
 };
+pub use signatures::{ServingPolicy, SignatureRecord, TrustedKeyRecord};
 pub use tenants::TenantRecord;
 pub use usage::{UsageFilter, UsageRecord};
 
@@ -225,6 +228,15 @@ fn get_bool(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
     match row.try_get::<bool, _>(column) {
         Ok(value) => Ok(value),
         Err(_) => Ok(row.try_get::<i64, _>(column)? != 0),
+    }
+}
+
+/// Reads a nullable boolean column (see [`get_bool`]).
+fn get_optional_bool(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<bool>, StoreError> {
+    use sqlx::Row;
+    match row.try_get::<Option<bool>, _>(column) {
+        Ok(value) => Ok(value),
+        Err(_) => Ok(row.try_get::<Option<i64>, _>(column)?.map(|v| v != 0)),
     }
 }
 

@@ -2,19 +2,89 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::Row;
-use types::{ModelName, ModelRef, TenantName};
+use types::{Day, ModelName, ModelRef, TenantName};
 
-use crate::{get_bool, parse_tenant, Caller, Store, StoreError};
+use crate::{get_bool, get_optional_bool, parse_tenant, Caller, Store, StoreError};
 
-/// The part of a model card that lives on the model (not the version).
+/// The part of a model card that lives on the model (not the version): who owns it,
+/// under which licence and terms. Lineage is per version (`lineage.json`). `None`
+/// means "not stated", which restricts nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelCard {
     pub owner: Option<String>,
     /// An SPDX licence expression such as `apache-2.0`.
     pub license: Option<String>,
     pub description: Option<String>,
+    pub intended_use: Option<String>,
+    pub out_of_scope_use: Option<String>,
+    /// The tenants (besides the model's own) that may use the model; `None` is all.
+    pub permitted_tenants: Option<Vec<TenantName>>,
+    /// `Some(false)`: commercial tenants may not use the model.
+    pub commercial_use: Option<bool>,
+    /// The last day (UTC) the licence is valid.
+    pub license_expires: Option<Day>,
+    /// Text the licence asks every response to carry.
+    pub attribution: Option<String>,
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, AnyArguments<'q>>;
+
+impl ModelCard {
+    /// The stored form of `permitted_tenants`: names joined by commas (names cannot
+    /// contain one).
+    fn permitted_text(&self) -> Option<String> {
+        self.permitted_tenants.as_ref().map(|tenants| {
+            tenants
+                .iter()
+                .map(TenantName::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    /// Binds the card's fields, in the order owner, license, description, intended use,
+    /// out-of-scope use, permitted tenants, commercial use, expiry, attribution.
+    fn bind_fields<'q>(&self, query: AnyQuery<'q>) -> AnyQuery<'q> {
+        query
+            .bind(self.owner.clone())
+            .bind(self.license.clone())
+            .bind(self.description.clone())
+            .bind(self.intended_use.clone())
+            .bind(self.out_of_scope_use.clone())
+            .bind(self.permitted_text())
+            .bind(self.commercial_use)
+            .bind(self.license_expires.map(|date| date.to_string()))
+            .bind(self.attribution.clone())
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        let permitted: Option<String> = row.try_get("permitted_tenants")?;
+        let permitted_tenants = permitted
+            .map(|text| {
+                text.split(',')
+                    .filter(|name| !name.is_empty())
+                    .map(|name| parse_tenant(name.to_owned()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let expires: Option<String> = row.try_get("license_expires")?;
+        let license_expires = expires
+            .map(|text| Day::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()?;
+        Ok(Self {
+            owner: row.try_get("owner")?,
+            license: row.try_get("license")?,
+            description: row.try_get("description")?,
+            intended_use: row.try_get("intended_use")?,
+            out_of_scope_use: row.try_get("out_of_scope_use")?,
+            permitted_tenants,
+            commercial_use: get_optional_bool(row, "commercial_use")?,
+            license_expires,
+            attribution: row.try_get("attribution")?,
+        })
+    }
 }
 
 /// One model; its versions are [`VersionRecord`]s.
@@ -91,7 +161,8 @@ pub struct NewVersion {
 }
 
 const MODEL_SELECT: &str = "SELECT m.id, t.name AS tenant, m.name, m.shared, m.owner, m.license, \
-     m.description, m.created_at, \
+     m.description, m.intended_use, m.out_of_scope_use, m.permitted_tenants, m.commercial_use, \
+     m.license_expires, m.attribution, m.created_at, \
      (SELECT MAX(v.version) FROM model_versions v WHERE v.model_id = m.id) AS latest_version \
      FROM models m JOIN tenants t ON t.id = m.tenant_id";
 
@@ -107,11 +178,7 @@ impl ModelRecord {
             tenant: parse_tenant(row.try_get("tenant")?)?,
             name: ModelName::try_from(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             shared: get_bool(row, "shared")?,
-            card: ModelCard {
-                owner: row.try_get("owner")?,
-                license: row.try_get("license")?,
-                description: row.try_get("description")?,
-            },
+            card: ModelCard::from_row(row)?,
             latest_version: row.try_get("latest_version")?,
             created_at: row.try_get("created_at")?,
         })
@@ -152,38 +219,44 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // A write comes first so SQLite takes the write lock at once; a read first would
         // make a later lock upgrade fail under concurrency instead of waiting.
-        sqlx::query(
+        let card = &new.card;
+        let insert = sqlx::query(
             "INSERT INTO models (tenant_id, name, shared, owner, license, description, \
-             last_version, created_at) \
-             SELECT t.id, $1, $2, $3, $4, $5, 0, $6 FROM tenants t WHERE t.name = $7 \
+             intended_use, out_of_scope_use, permitted_tenants, commercial_use, \
+             license_expires, attribution, last_version, created_at) \
+             SELECT t.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12 \
+             FROM tenants t WHERE t.name = $13 \
              ON CONFLICT (tenant_id, name) DO NOTHING",
         )
         .bind(new.name.as_str())
-        .bind(new.shared)
-        .bind(new.card.owner.as_deref())
-        .bind(new.card.license.as_deref())
-        .bind(new.card.description.as_deref())
-        .bind(now)
-        .bind(new.tenant.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
+        .bind(new.shared);
+        card.bind_fields(insert)
+            .bind(now)
+            .bind(new.tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let update = sqlx::query(
             "UPDATE models SET last_version = last_version + 1, \
              shared = (shared OR $1), \
              owner = COALESCE($2, owner), license = COALESCE($3, license), \
-             description = COALESCE($4, description) \
-             WHERE name = $5 AND tenant_id = (SELECT id FROM tenants WHERE name = $6) \
+             description = COALESCE($4, description), \
+             intended_use = COALESCE($5, intended_use), \
+             out_of_scope_use = COALESCE($6, out_of_scope_use), \
+             permitted_tenants = COALESCE($7, permitted_tenants), \
+             commercial_use = COALESCE($8, commercial_use), \
+             license_expires = COALESCE($9, license_expires), \
+             attribution = COALESCE($10, attribution) \
+             WHERE name = $11 AND tenant_id = (SELECT id FROM tenants WHERE name = $12) \
              RETURNING id, last_version",
         )
-        .bind(new.shared)
-        .bind(new.card.owner.as_deref())
-        .bind(new.card.license.as_deref())
-        .bind(new.card.description.as_deref())
-        .bind(new.name.as_str())
-        .bind(new.tenant.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("tenant '{}'", new.tenant)))?;
+        .bind(new.shared);
+        let row = card
+            .bind_fields(update)
+            .bind(new.name.as_str())
+            .bind(new.tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{}'", new.tenant)))?;
         let model_id: i64 = row.try_get("id")?;
         let version: i64 = row.try_get("last_version")?;
         sqlx::query(
@@ -359,6 +432,31 @@ impl Store {
             return Err(StoreError::NotFound(format!("model '{name}:{version}'")));
         }
         Ok(record)
+    }
+
+    /// Replaces the whole card of model `name` (every field, `None` clears it). Another
+    /// tenant's shared model is `Forbidden`, a private one `NotFound`.
+    pub async fn set_card(
+        &self,
+        caller: &Caller,
+        name: &ModelName,
+        card: &ModelCard,
+    ) -> Result<ModelRecord, StoreError> {
+        let model = self.find_model(caller, name).await?;
+        check_write(caller, &model)?;
+        let update = sqlx::query(
+            "UPDATE models SET owner = $1, license = $2, description = $3, intended_use = $4, \
+             out_of_scope_use = $5, permitted_tenants = $6, commercial_use = $7, \
+             license_expires = $8, attribution = $9 WHERE id = $10",
+        );
+        card.bind_fields(update)
+            .bind(model.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(ModelRecord {
+            card: card.clone(),
+            ..model
+        })
     }
 
     /// Every SHA-256 (hex) that some version's manifest, a dataset or an unfinished job

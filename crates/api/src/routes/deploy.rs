@@ -65,12 +65,13 @@ pub async fn deploy(
     Path(name): Path<ModelName>,
     Query(params): Query<DeployParams>,
 ) -> ApiResult<Json<DeploymentView>> {
-    let version = serving::resolve(
+    let version = serving::admit(
         &state,
         &guard.principal.caller(),
         &model_ref(&name, params.version),
     )
-    .await?;
+    .await?
+    .version;
     let deployment = serving::encoder(&state, &version, params.precision.map(|p| p.0)).await?;
     Ok(Json(view(&version, Some(deployment.precision))))
 }

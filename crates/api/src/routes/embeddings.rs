@@ -44,6 +44,10 @@ pub struct EmbeddingsResponse {
     pub data: Vec<EmbeddingData>,
     pub model: String,
     pub usage: Usage,
+    /// The attribution the model's licence asks for (also in `X-Charter-Attribution`);
+    /// absent when it asks for none. OpenAI clients ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -65,6 +69,7 @@ pub struct Usage {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "inference", security(("bearer" = [])),
     request_body = EmbeddingsRequest,
     responses((status = 200, body = EmbeddingsResponse), (status = 400, body = crate::error::ErrorBody),
+              (status = 403, body = crate::error::ErrorBody, description = "license_forbidden, model_unsigned or model_signature_invalid"),
               (status = 404, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
               (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn create(
@@ -94,7 +99,10 @@ pub async fn create(
         .map_err(privacy_error)?;
     let inputs = apply_input_policy(&mut privacy, inputs)?;
     let stored_input = privacy.settings().retention_secs.map(|_| inputs.as_json());
-    let version = serving::resolve(&state, &guard.principal.caller(), &request.model).await?;
+    let serving::Admitted {
+        version,
+        attribution,
+    } = serving::admit(&state, &guard.principal.caller(), &request.model).await?;
     let deployment = serving::encoder(&state, &version, None).await?;
     let dim = deployment.encoder.dim();
     if let Some(dimensions) = request.dimensions {
@@ -158,9 +166,13 @@ pub async fn create(
             prompt_tokens: n_tokens,
             total_tokens: n_tokens,
         },
+        attribution,
     };
     // The audit entry and the receipt name the exact version that answered.
     let answered_by = AuditModel(serving::version_digest(&version));
+    response_headers.extend(serving::attribution_headers(
+        response.attribution.as_deref(),
+    ));
     Ok((Extension(answered_by), response_headers, Json(response)))
 }
 

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -123,14 +124,18 @@ pub struct TokenScore {
 #[utoipa::path(post, path = "/v1/explain", tag = "inference", security(("bearer" = [])),
     request_body = ExplainRequest,
     responses((status = 200, body = ExplainResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn explain(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Json(request): Json<ExplainRequest>,
-) -> ApiResult<(Extension<AuditModel>, Json<ExplainResponse>)> {
+) -> ApiResult<(Extension<AuditModel>, HeaderMap, Json<ExplainResponse>)> {
     let caller = guard.principal.caller();
-    let version = serving::resolve(&state, &caller, &request.model).await?;
+    // An explanation is a use of the model: its licence terms and signature apply.
+    let serving::Admitted {
+        version,
+        attribution,
+    } = serving::admit(&state, &caller, &request.model).await?;
     let answered_by = AuditModel(serving::version_digest(&version));
     let (method, explanation) = if version.manifest.file(jobs::train::MARKER_FILE).is_some() {
         let model_ref: ModelRef = format!("{}:{}", version.model, version.version)
@@ -152,7 +157,8 @@ pub async fn explain(
         method,
         explanation,
     };
-    Ok((Extension(answered_by), Json(response)))
+    let headers = serving::attribution_headers(attribution.as_deref());
+    Ok((Extension(answered_by), headers, Json(response)))
 }
 
 fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {

@@ -5,6 +5,7 @@
 //! health, readiness and metrics routes are) or requires the scopes named.
 
 pub(crate) mod audit;
+pub(crate) mod cards;
 pub(crate) mod datasets;
 pub(crate) mod deploy;
 pub(crate) mod embeddings;
@@ -15,11 +16,12 @@ pub(crate) mod models;
 pub(crate) mod privacy;
 pub(crate) mod system;
 pub(crate) mod tenants;
+pub(crate) mod trust;
 pub(crate) mod usage;
 pub(crate) mod v2;
 
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use types::Scope;
 
 use crate::auth::{self, Permission};
@@ -27,6 +29,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use audit::{AuditEntryView, AuditList, ProofView};
+pub use cards::{
+    CardRequest, CardView, DatasetLineageView, LineageView, ModelLineage, SignatureList,
+    SignatureView, VersionLineageView,
+};
 pub use datasets::{DatasetList, DatasetView};
 pub use jobs::{CreateJobRequest, JobList, JobView};
 pub use keys::{CreateKeyRequest, CreateKeyResponse, KeyView};
@@ -36,6 +42,7 @@ pub use privacy::{
     RedactRequest, RedactResponse, RevealRequest, RevealResponse,
 };
 pub use tenants::{CreateTenantRequest, TenantLimitsRequest, TenantView};
+pub use trust::{ModelPolicyRequest, ModelPolicyView, TrustKeyRequest, TrustedKeyView};
 pub use usage::{UsageList, UsageRow};
 pub use v2::{
     V2Health, V2InferInput, V2InferOutput, V2InferRequest, V2InferResponse, V2ModelMetadata,
@@ -96,6 +103,9 @@ pub fn table() -> Vec<Route> {
             post(v2::version_infer),
         ),
         route::<auth::UseModels>(M::GET, "/v1/models", get(models::openai_list)),
+        route::<auth::UseModels>(M::GET, "/v1/models/{name}/card", get(cards::show)),
+        route::<auth::ModelsWrite>(M::PUT, "/v1/models/{name}/card", put(cards::replace)),
+        route::<auth::UseModels>(M::GET, "/v1/models/{name}/lineage", get(cards::lineage)),
         route::<auth::Inference>(M::POST, "/v1/embeddings", post(embeddings::create)),
         route::<auth::Inference>(M::POST, "/v1/explain", post(explain::explain)),
         route::<auth::ModelsWrite>(
@@ -131,6 +141,11 @@ pub fn table() -> Vec<Route> {
             "/v1/registry/models/{name}/versions/{version}",
             delete(models::remove_version),
         ),
+        route::<auth::ModelsRead>(
+            M::GET,
+            "/v1/registry/models/{name}/versions/{version}/signatures",
+            get(cards::signatures),
+        ),
         route::<auth::Data>(
             M::POST,
             "/v1/datasets",
@@ -151,6 +166,22 @@ pub fn table() -> Vec<Route> {
             M::PUT,
             "/v1/tenants/{name}/limits",
             put(tenants::set_limits),
+        ),
+        route::<auth::Admin>(M::GET, "/v1/tenants/{name}/model-policy", get(trust::show)),
+        route::<auth::Admin>(
+            M::PATCH,
+            "/v1/tenants/{name}/model-policy",
+            patch(trust::update),
+        ),
+        route::<auth::Admin>(
+            M::POST,
+            "/v1/tenants/{name}/trusted-keys",
+            post(trust::trust),
+        ),
+        route::<auth::Admin>(
+            M::DELETE,
+            "/v1/tenants/{name}/trusted-keys/{id}",
+            delete(trust::distrust),
         ),
         route::<auth::Admin>(M::GET, "/v1/keys", get(keys::list)),
         route::<auth::Admin>(M::POST, "/v1/keys", post(keys::create)),
@@ -220,6 +251,13 @@ pub(crate) fn registry_error(error: registry::RegistryError) -> ApiError {
             )
         }
         E::Invalid(_) => ApiError::bad_request("invalid_model", error.to_string()),
+        E::InvalidCard(_) => ApiError::bad_request("invalid_card", error.to_string()),
+        E::Signature(registry::SignatureError::Unsigned { .. }) => {
+            ApiError::forbidden("model_unsigned", error.to_string()).with_param("model")
+        }
+        E::Signature(_) => {
+            ApiError::forbidden("model_signature_invalid", error.to_string()).with_param("model")
+        }
         E::NotFound(_) => ApiError::not_found("model_not_found", error.to_string()),
         E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),
         E::Conflict(_) => ApiError::conflict("already_exists", error.to_string()),

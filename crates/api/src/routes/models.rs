@@ -4,8 +4,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use store::{ModelRecord, VersionRecord};
-use types::{ModelName, ModelRef, TenantName};
+use store::{ModelCard, ModelRecord, VersionRecord};
+use types::{Day, ModelName, ModelRef, TenantName};
 use utoipa::ToSchema;
 
 use crate::auth::{Guarded, ModelsRead, ModelsWrite, UseModels};
@@ -161,21 +161,30 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<ModelName>,
 ) -> ApiResult<Json<ModelDetail>> {
-    let caller = guard.principal.caller();
-    let model = state
-        .store()
-        .find_model(&caller, &name)
-        .await
-        .map_err(store_error)?;
-    let versions = state
-        .store()
-        .list_versions(&caller, &name)
-        .await
-        .map_err(store_error)?;
+    let (model, versions) = model_with_versions(&state, &guard.principal.caller(), &name).await?;
     Ok(Json(ModelDetail {
         model: model.into(),
         versions: versions.into_iter().map(VersionView::from).collect(),
     }))
+}
+
+/// The model `name` as `caller` sees it, with its versions oldest first.
+pub(crate) async fn model_with_versions(
+    state: &AppState,
+    caller: &store::Caller,
+    name: &ModelName,
+) -> ApiResult<(ModelRecord, Vec<VersionRecord>)> {
+    let model = state
+        .store()
+        .find_model(caller, name)
+        .await
+        .map_err(store_error)?;
+    let versions = state
+        .store()
+        .list_versions(caller, name)
+        .await
+        .map_err(store_error)?;
+    Ok((model, versions))
 }
 
 /// One version of a model.
@@ -243,10 +252,21 @@ pub struct UploadParams {
     /// Make the model visible to every tenant.
     #[serde(default)]
     pub shared: bool,
-    /// SPDX licence id, e.g. apache-2.0.
+    /// SPDX licence expression, e.g. apache-2.0.
     pub license: Option<String>,
     pub owner: Option<String>,
     pub description: Option<String>,
+    pub intended_use: Option<String>,
+    pub out_of_scope_use: Option<String>,
+    /// `all` or tenant names separated by commas.
+    pub permitted_tenants: Option<String>,
+    /// `false`: commercial tenants may not use the model.
+    pub commercial_use: Option<bool>,
+    /// The last day the licence is valid, YYYY-MM-DD.
+    #[param(value_type = Option<String>)]
+    pub license_expires: Option<Day>,
+    /// Text every response of the model must carry.
+    pub attribution: Option<String>,
 }
 
 /// Uploads a new version as a tar archive of a Hugging Face model folder
@@ -285,13 +305,26 @@ pub async fn upload(
         "a tar archive of the model folder",
     )
     .await?;
+    let permitted_tenants = match params.permitted_tenants.as_deref() {
+        Some(text) => registry::cards::parse_permitted_tenants(text)
+            .map_err(|e| super::registry_error(e).with_param("permitted_tenants"))?,
+        None => None,
+    };
     let request = registry::ImportRequest {
         name,
         tenant,
         shared: params.shared,
-        license: params.license,
-        owner: params.owner,
-        description: params.description,
+        card: ModelCard {
+            owner: params.owner,
+            license: params.license,
+            description: params.description,
+            intended_use: params.intended_use,
+            out_of_scope_use: params.out_of_scope_use,
+            permitted_tenants,
+            commercial_use: params.commercial_use,
+            license_expires: params.license_expires,
+            attribution: params.attribution,
+        },
     };
     let version = state
         .registry()

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
 use governance::Principal;
 use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
@@ -24,9 +24,14 @@ use crate::extract::{Json, Path};
 use crate::limits;
 use crate::routes::datasets::jobs_error;
 use crate::routes::registry_error;
+use crate::serving;
 use crate::state::AppState;
 
 const PLATFORM: &str = "charter-tensor";
+
+/// An inference answer: the version that answered (for the audit entry), the
+/// attribution header its licence asks for, and the body.
+type Answered = (Extension<AuditModel>, HeaderMap, Json<V2InferResponse>);
 
 #[derive(Serialize, ToSchema)]
 pub struct V2Health {
@@ -180,38 +185,38 @@ pub async fn model_ready(
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", security(("bearer" = [])),
     params(("name" = String, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Path(name): Path<ModelName>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<(Extension<AuditModel>, Json<V2InferResponse>)> {
+) -> ApiResult<Answered> {
     let model_ref = ModelRef {
         name,
         version: None,
     };
-    let (answered_by, response) = run_infer(&state, &guard.principal, &model_ref, request).await?;
-    Ok((Extension(answered_by), Json(response)))
+    run_infer(&state, &guard.principal, &model_ref, request).await
 }
 
 /// Inference on one version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", security(("bearer" = [])),
     params(("name" = String, Path), ("version" = i64, Path)), request_body = V2InferRequest,
     responses((status = 200, body = V2InferResponse), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+              (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn version_infer(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
     Path((name, version)): Path<(ModelName, i64)>,
     Json(request): Json<V2InferRequest>,
-) -> ApiResult<(Extension<AuditModel>, Json<V2InferResponse>)> {
+) -> ApiResult<Answered> {
     let model_ref = ModelRef {
         name,
         version: Some(version),
     };
-    let (answered_by, response) = run_infer(&state, &guard.principal, &model_ref, request).await?;
-    Ok((Extension(answered_by), Json(response)))
+    run_infer(&state, &guard.principal, &model_ref, request).await
 }
 
 /// Tensor models have no tokens: rate limits and usage count one token per input row.
@@ -220,7 +225,7 @@ async fn run_infer(
     principal: &Principal,
     model_ref: &ModelRef,
     request: V2InferRequest,
-) -> ApiResult<(AuditModel, V2InferResponse)> {
+) -> ApiResult<Answered> {
     let _slot = limits::inference_slot(state, principal)?;
     let (resolution, model) = loaded(state, &principal.caller(), model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
@@ -251,17 +256,16 @@ async fn run_infer(
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
     limits::meter(state, principal, &resolution.model, rows);
+    let headers = serving::attribution_headers(resolution.attribution.as_deref());
     // The audit entry and the receipt name the exact version that answered.
     let answered_by = AuditModel(resolution.digest);
-    Ok((
-        answered_by,
-        V2InferResponse {
-            model_name: resolution.model,
-            model_version: resolution.version.to_string(),
-            id: request.id,
-            outputs: split_outputs(&model.spec, rows, output),
-        },
-    ))
+    let response = V2InferResponse {
+        model_name: resolution.model,
+        model_version: resolution.version.to_string(),
+        id: request.id,
+        outputs: split_outputs(&model.spec, rows, output),
+    };
+    Ok((Extension(answered_by), headers, Json(response)))
 }
 
 fn split_outputs(
@@ -353,16 +357,20 @@ pub(crate) async fn loaded(
             return Ok((resolution, model));
         }
     }
-    let (_, version) = state
+    let (model, version) = state
         .registry()
         .show(model_ref, caller)
         .await
         .map_err(registry_error)?;
+    // Checked on every resolution, so a change of terms or signature applies within
+    // the resolution's short lifetime; a refused caller is never remembered.
+    let attribution = serving::check_admission(state, caller, &model, &version).await?;
     let resolution = Resolution {
         key: format!("{}/{}:{}", version.tenant, version.model, version.version),
         model: version.model.to_string(),
         version: version.version,
         digest: crate::serving::version_digest(&version),
+        attribution,
     };
     let model = match tensors.get(&resolution.key) {
         Some(model) => model,

@@ -2,6 +2,7 @@
 //! through `tower::ServiceExt::oneshot` on SQLite files in temp dirs.
 
 mod audit;
+mod cards;
 mod common;
 mod embeddings;
 mod errors;
@@ -14,6 +15,7 @@ mod limits;
 mod openapi;
 mod permissions;
 mod privacy;
+mod signatures;
 mod support;
 mod upload;
 mod v2;

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::{self, app, App, Reference};
 
-async fn publish_seed(app: &App) -> engine::tensor::TensorModel {
+pub(crate) async fn publish_seed(app: &App) -> engine::tensor::TensorModel {
     let model = Reference::load().initial_model();
     support::publish(app, "acme", "seed", &model).await;
     model

@@ -94,6 +94,17 @@ pub fn init_logging(global: &GlobalArgs) {
         .init();
 }
 
+/// A PEM given on the command line: the PEM text itself, or the path of a PEM file.
+pub fn read_pem(argument: &str, what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use anyhow::Context as _;
+    if argument.trim_start().starts_with("-----BEGIN") {
+        return Ok(zeroize::Zeroizing::new(argument.to_owned()));
+    }
+    std::fs::read_to_string(argument)
+        .map(zeroize::Zeroizing::new)
+        .with_context(|| format!("cannot read the {what} {argument}"))
+}
+
 /// What every command receives: resolved configuration.
 pub struct Context {
     pub storage: StorageConfig,

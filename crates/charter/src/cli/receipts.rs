@@ -21,13 +21,7 @@ pub enum ReceiptsCommand {
 
 pub fn run(command: ReceiptsCommand) -> anyhow::Result<ExitCode> {
     let ReceiptsCommand::Verify { file, public_key } = command;
-    let pem = if public_key.trim_start().starts_with("-----BEGIN") {
-        public_key
-    } else {
-        std::fs::read_to_string(&public_key)
-            .with_context(|| format!("cannot read the public key {public_key}"))?
-    };
-    let key = VerifyingKey::from_public_key_pem(&pem)?;
+    let key = VerifyingKey::from_public_key_pem(&super::read_pem(&public_key, "public key")?)?;
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let receipt: SignedStatement = match serde_json::from_str(&text) {

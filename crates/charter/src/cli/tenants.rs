@@ -1,8 +1,10 @@
-//! `charter tenants`: create, list and change tenants (rate limits).
+//! `charter tenants`: create, list and change tenants (rate limits, commercial use,
+//! signed models only), and the model publisher keys they trust.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use crypto::signing::VerifyingKey;
 use store::KeyLimits;
 use types::TenantName;
 
@@ -20,7 +22,7 @@ pub enum TenantsCommand {
         #[command(flatten)]
         limits: NewLimits,
     },
-    /// Change a tenant's rate limits; limits not named stay as they are
+    /// Change a tenant's settings; settings not named stay as they are
     Set {
         name: TenantName,
         /// Requests per minute shared by the tenant's keys, or `none`
@@ -32,9 +34,26 @@ pub enum TenantsCommand {
         /// Tokens per UTC day shared by the tenant's keys, or `none`
         #[arg(long, value_name = "N|none", value_parser = parse_limit)]
         tpd: Option<Limit>,
+        /// The tenant uses models commercially (licence terms depend on it)
+        #[arg(long, value_name = "true|false")]
+        commercial: Option<bool>,
+        /// Serve the tenant only model versions signed by a key it trusts
+        #[arg(long, value_name = "true|false")]
+        require_signed_models: Option<bool>,
     },
     /// List tenants with their rate limits
     List,
+    /// Trust a model publisher's ed25519 public key for a tenant
+    TrustKey {
+        name: TenantName,
+        /// The public key: an SPKI PEM file, or the PEM text itself
+        #[arg(long, value_name = "PEM")]
+        public_key: String,
+    },
+    /// Stop trusting a publisher key (by key id)
+    DistrustKey { name: TenantName, key_id: String },
+    /// List the publisher keys a tenant trusts, and whether it requires signed models
+    TrustedKeys { name: TenantName },
 }
 
 /// Rate limits of a new key or tenant; each absent means no limit.
@@ -96,7 +115,18 @@ pub async fn run(context: Context, command: TenantsCommand) -> anyhow::Result<Ex
             rpm,
             tpm,
             tpd,
+            commercial,
+            require_signed_models,
         } => {
+            if let Some(commercial) = commercial {
+                store.set_commercial(&name, commercial).await?;
+            }
+            if let Some(required) = require_signed_models {
+                store.set_require_signed_models(&name, required).await?;
+            }
+            if rpm.is_none() && tpm.is_none() && tpd.is_none() {
+                return Ok(ExitCode::SUCCESS);
+            }
             let tenant = store
                 .tenant_by_name(&name)
                 .await?
@@ -118,6 +148,29 @@ pub async fn run(context: Context, command: TenantsCommand) -> anyhow::Result<Ex
                     "non-commercial"
                 };
                 println!("{}\t{kind}\t{}", tenant.name, describe(&tenant.limits));
+            }
+        }
+        TenantsCommand::TrustKey { name, public_key } => {
+            let pem = super::read_pem(&public_key, "public key")?;
+            let key = VerifyingKey::from_public_key_pem(&pem)?;
+            let record = store
+                .trust_key(&name, &key.key_id(), &key.to_public_key_pem())
+                .await?;
+            println!("{}", record.key_id);
+        }
+        TenantsCommand::DistrustKey { name, key_id } => {
+            store.distrust_key(&name, &key_id).await?;
+        }
+        TenantsCommand::TrustedKeys { name } => {
+            let policy = store.serving_policy(&name).await?;
+            let required = if policy.require_signed_models {
+                "required"
+            } else {
+                "not required"
+            };
+            eprintln!("signed models: {required}");
+            for key in store.trusted_keys(&name).await? {
+                println!("{}\t{}", key.key_id, key.added_at);
             }
         }
     }

@@ -15,7 +15,7 @@ pub fn charter(data_dir: &Path) -> Command {
     command
 }
 
-fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("charter runs")
 }
 

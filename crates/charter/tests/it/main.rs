@@ -1,6 +1,7 @@
 //! Integration tests of the `charter` binary: real processes, real files, real HTTP.
 
 mod audit;
+mod cards;
 mod cli;
 mod hardening;
 mod help;

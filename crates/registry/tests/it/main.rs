@@ -6,6 +6,7 @@ mod encryption;
 mod import;
 mod minilm;
 mod refusals;
+mod signing;
 mod support;
 mod tar_upload;
 mod visibility;

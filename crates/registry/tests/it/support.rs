@@ -92,11 +92,10 @@ pub fn caller(name: &str) -> Caller {
 }
 
 pub fn request(tenant_name: &str, model: &str) -> ImportRequest {
-    ImportRequest {
-        license: Some("apache-2.0".into()),
-        owner: Some("tests".into()),
-        ..ImportRequest::new(ModelName::try_from(model).unwrap(), tenant(tenant_name))
-    }
+    let mut request = ImportRequest::new(ModelName::try_from(model).unwrap(), tenant(tenant_name));
+    request.card.license = Some("apache-2.0".into());
+    request.card.owner = Some("tests".into());
+    request
 }
 
 /// A valid safetensors file of F32 tensors named and shaped as given.

@@ -33,7 +33,7 @@ fn new_version(tenant_name: &str, name: &str, shared: bool, tag: &str) -> NewVer
         card: ModelCard {
             owner: Some("sentence-transformers".into()),
             license: Some("apache-2.0".into()),
-            description: None,
+            ..ModelCard::default()
         },
         manifest: manifest(tag),
     }
@@ -250,6 +250,7 @@ async fn card_updates_and_sharing(store: Store) {
         owner: None,
         license: Some("mit".into()),
         description: Some("d".into()),
+        ..ModelCard::default()
     };
     store.insert_version(second).await.unwrap();
     let m = store
