@@ -47,6 +47,7 @@ async fn resolve_model(
 }
 
 /// A version that may serve the caller, and what its responses must carry.
+#[derive(Clone)]
 pub struct Admitted {
     pub version: VersionRecord,
     /// Text the model's licence asks every response to carry.
@@ -57,13 +58,61 @@ pub struct Admitted {
 /// the licence terms of its card (403 `license_forbidden`) and, for tenants that
 /// require signed models, a trusted signature over exactly its files (403
 /// `model_unsigned` / `model_signature_invalid`). The audit layer records refusals.
+///
+/// An admission is reused for [`ADMISSION_TTL`] per caller and model reference, so the
+/// request path does not query the store each time; card and model-policy changes made
+/// through this process clear the cache, changes made elsewhere apply within the TTL.
+/// Tenants that require signed models are checked on every request.
 pub async fn admit(state: &AppState, caller: &Caller, model: &str) -> Result<Admitted, ApiError> {
+    let alias = format!("{}|{}|{model}", caller.tenant, caller.is_admin);
+    if let Some(admitted) = state.admissions().get(&alias) {
+        return Ok(admitted);
+    }
     let (model, version) = resolve_model(state, caller, model).await?;
-    let attribution = check_admission(state, caller, &model, &version).await?;
-    Ok(Admitted {
+    let (attribution, signed_only) = check_terms(state, caller, &model, &version).await?;
+    let admitted = Admitted {
         version,
         attribution,
-    })
+    };
+    if !signed_only {
+        state.admissions().put(alias, admitted.clone());
+    }
+    Ok(admitted)
+}
+
+/// How long [`admit`] reuses an admission.
+pub const ADMISSION_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Admissions by caller and model reference, for [`ADMISSION_TTL`]. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Admissions {
+    entries: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, (Admitted, std::time::Instant)>>,
+    >,
+}
+
+impl Admissions {
+    fn get(&self, alias: &str) -> Option<Admitted> {
+        let entries = self.entries.lock().ok()?;
+        let (admitted, at) = entries.get(alias)?;
+        (at.elapsed() < ADMISSION_TTL).then(|| admitted.clone())
+    }
+
+    fn put(&self, alias: String, admitted: Admitted) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (_, at)| at.elapsed() < ADMISSION_TTL);
+            }
+            entries.insert(alias, (admitted, std::time::Instant::now()));
+        }
+    }
+
+    /// Forgets every admission (a card or a tenant's model policy changed here).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 /// The checks of [`admit`] for an already resolved version; returns the attribution.
@@ -73,6 +122,16 @@ pub async fn check_admission(
     model: &ModelRecord,
     version: &VersionRecord,
 ) -> Result<Option<String>, ApiError> {
+    Ok(check_terms(state, caller, model, version).await?.0)
+}
+
+/// [`check_admission`], also saying whether the tenant requires signed models.
+async fn check_terms(
+    state: &AppState,
+    caller: &Caller,
+    model: &ModelRecord,
+    version: &VersionRecord,
+) -> Result<(Option<String>, bool), ApiError> {
     let policy = state
         .store()
         .serving_policy(&caller.tenant)
@@ -88,7 +147,7 @@ pub async fn check_admission(
             .await
             .map_err(crate::routes::registry_error)?;
     }
-    Ok(model.card.attribution.clone())
+    Ok((model.card.attribution.clone(), policy.require_signed_models))
 }
 
 /// Header carrying the attribution a model's licence asks for.

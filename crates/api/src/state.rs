@@ -72,6 +72,7 @@ struct Inner {
     audit: std::sync::OnceLock<AuditLog>,
     tensors: inference::tensor::TensorModels,
     keys: governance::KeyCache,
+    admissions: crate::serving::Admissions,
     limiter: RateLimiter,
     meter: Arc<Meter>,
     tenant_slots: Option<TenantSlots>,
@@ -101,6 +102,7 @@ impl AppState {
                 audit: std::sync::OnceLock::new(),
                 tensors: Default::default(),
                 keys: Default::default(),
+                admissions: Default::default(),
                 limiter: RateLimiter::new(),
                 meter: Arc::new(Meter::new()),
                 tenant_slots,
@@ -145,6 +147,11 @@ impl AppState {
     /// Tensor models loaded for Open Inference Protocol v2 requests.
     pub fn tensors(&self) -> &inference::tensor::TensorModels {
         &self.inner.tensors
+    }
+
+    /// Recent admissions of models to callers (see [`crate::serving::admit`]).
+    pub fn admissions(&self) -> &crate::serving::Admissions {
+        &self.inner.admissions
     }
 
     /// Recently verified API keys (see [`governance::KeyCache`]).

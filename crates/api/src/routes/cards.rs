@@ -219,6 +219,8 @@ pub async fn replace(
         .set_card(&name, &card, &guard.principal.caller())
         .await
         .map_err(registry_error)?;
+    // Admissions were decided under the old terms.
+    state.admissions().clear();
     Ok(Json(card_view(model, None)))
 }
 

@@ -113,6 +113,8 @@ pub async fn update(
             .await
             .map_err(store_error)?;
     }
+    // Admissions were decided under the old policy.
+    state.admissions().clear();
     policy_view(&state, &name).await.map(Json)
 }
 

@@ -108,7 +108,10 @@ impl Privacy {
             if cache.len() > 10_000 {
                 cache.retain(|_, (_, read_at)| read_at.elapsed() < SETTINGS_TTL);
             }
-            cache.insert(tenant.clone(), (settings.clone(), std::time::Instant::now()));
+            cache.insert(
+                tenant.clone(),
+                (settings.clone(), std::time::Instant::now()),
+            );
         }
     }
 
