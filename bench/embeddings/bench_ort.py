@@ -9,6 +9,7 @@ tokenisation, mean pooling and normalisation included) and single-sentence laten
 p50/p99. Prints JSON.
 """
 
+import json
 import pathlib
 import tempfile
 import time

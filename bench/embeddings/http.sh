@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
 done
 model=$("$root/scripts/fetch-model.sh")
 reference="$root/../shared/reference"
-cargo build --quiet --release -p charter --example http_bench >&2
+cargo build --quiet --release -p charter --bins --example http_bench >&2
 target=${CARGO_TARGET_DIR:-$root/target}
 charter="$target/release/charter"
 data=$(mktemp -d)
