@@ -21,8 +21,10 @@ use crate::audit::AuditModel;
 use crate::auth::{Guarded, Inference};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
+use crate::privacy::privacy_error;
 use crate::serving;
 use crate::state::AppState;
+use governance::pii::Redacted;
 
 /// Integration points to start from when the request does not say.
 const DEFAULT_STEPS: usize = 64;
@@ -128,6 +130,7 @@ pub struct TokenScore {
 pub async fn explain(
     guard: Guarded<Inference>,
     State(state): State<AppState>,
+    request_headers: HeaderMap,
     Json(request): Json<ExplainRequest>,
 ) -> ApiResult<(Extension<AuditModel>, HeaderMap, Json<ExplainResponse>)> {
     let caller = guard.principal.caller();
@@ -145,10 +148,35 @@ pub async fn explain(
         let explanation = explain_tensor(loaded.model.clone(), &request).await?;
         ("integrated_gradients", Explanation::Tensor(explanation))
     } else {
+        // Texts reach the model through the tenant's input policy, as on /v1/embeddings:
+        // a redacted text is what gets explained, a blocked one is refused.
+        let mut privacy = state
+            .privacy()
+            .begin(&guard.principal.tenant, None)
+            .await
+            .map_err(privacy_error)?;
+        let (text, compare_to) = match (request.text, request.compare_to) {
+            (Some(text), Some(compare_to)) => {
+                let mut seen = privacy
+                    .input(&[text, compare_to])
+                    .map_err(privacy_error)?
+                    .into_iter()
+                    .map(Redacted::into_string);
+                (seen.next(), seen.next())
+            }
+            (text, compare_to) => (text, compare_to),
+        };
         let deployment = serving::encoder(&state, &version, None).await?;
-        let explanation =
-            explain_similarity(deployment.encoder.clone(), request.text, request.compare_to)
-                .await?;
+        let explanation = explain_similarity(deployment.encoder.clone(), text, compare_to).await?;
+        // Pseudonyms it made stay revealable like those of any other request.
+        privacy
+            .finish(
+                &crate::privacy::request_id(&request_headers),
+                "/v1/explain",
+                || serde_json::json!({"model": request.model}),
+            )
+            .await
+            .map_err(privacy_error)?;
         ("occlusion", Explanation::Similarity(explanation))
     };
     let response = ExplainResponse {

@@ -536,3 +536,57 @@ async fn explain_scores_the_tokens_of_a_similarity() {
     assert_eq!(missing.status, StatusCode::BAD_REQUEST, "{}", missing.text);
     assert!(missing.text.contains("compare_to"), "{}", missing.text);
 }
+
+/// Explanations pass through the tenant's input policy like embeddings: a blocked kind
+/// is refused, a redacted text is what gets explained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_applies_the_tenants_input_policy() {
+    let (app, key) = app_with_minilm(api::ApiConfig::default()).await;
+    let explain = |text: &'static str| {
+        let (app, key) = (&app, &key);
+        async move {
+            let body = json!({"model": "minilm", "text": text, "compare_to": "contact details"});
+            app.call(Method::POST, "/v1/explain", Some(key), Some(body))
+                .await
+        }
+    };
+    let policy = |input: Value| {
+        let (app, key) = (&app, &key);
+        async move {
+            let reply = app
+                .call(
+                    Method::PUT,
+                    "/v1/tenants/admin/privacy",
+                    Some(key),
+                    Some(json!({"input": input})),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        }
+    };
+    policy(json!({"default": "allow", "actions": {"email": "block"}})).await;
+    let blocked = explain("write to jane.doe@example.com today").await;
+    assert_eq!(blocked.status, StatusCode::BAD_REQUEST, "{}", blocked.text);
+    assert_eq!(error_code(&blocked), "pii_blocked");
+    assert!(!blocked.text.contains("jane.doe"), "{}", blocked.text);
+
+    policy(json!({"default": "redact"})).await;
+    let redacted = explain("write to jane.doe@example.com today").await;
+    assert_eq!(redacted.status, StatusCode::OK, "{}", redacted.text);
+    let tokens: Vec<&str> = redacted.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["token"].as_str())
+        .collect();
+    assert!(
+        !tokens
+            .iter()
+            .any(|t| t.contains("jane") || t.contains("doe")),
+        "{tokens:?}"
+    );
+    assert!(
+        tokens.contains(&"email"),
+        "the explained text is the redacted one: {tokens:?}"
+    );
+}
