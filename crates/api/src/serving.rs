@@ -84,34 +84,31 @@ pub async fn admit(state: &AppState, caller: &Caller, model: &str) -> Result<Adm
 pub const ADMISSION_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Admissions by caller and model reference, for [`ADMISSION_TTL`]. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Admissions {
-    entries: std::sync::Arc<
-        std::sync::Mutex<std::collections::HashMap<String, (Admitted, std::time::Instant)>>,
-    >,
+    entries: types::TtlCache<String, Admitted>,
+}
+
+impl Default for Admissions {
+    fn default() -> Self {
+        Self {
+            entries: types::TtlCache::new(ADMISSION_TTL),
+        }
+    }
 }
 
 impl Admissions {
     fn get(&self, alias: &str) -> Option<Admitted> {
-        let entries = self.entries.lock().ok()?;
-        let (admitted, at) = entries.get(alias)?;
-        (at.elapsed() < ADMISSION_TTL).then(|| admitted.clone())
+        self.entries.get(alias)
     }
 
     fn put(&self, alias: String, admitted: Admitted) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > 10_000 {
-                entries.retain(|_, (_, at)| at.elapsed() < ADMISSION_TTL);
-            }
-            entries.insert(alias, (admitted, std::time::Instant::now()));
-        }
+        self.entries.put(alias, admitted);
     }
 
     /// Forgets every admission (a card or a tenant's model policy changed here).
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
+        self.entries.clear();
     }
 }
 

@@ -4,9 +4,7 @@
 //! stored hash is refused with the same error, so a caller learns nothing about which
 //! part was wrong. Nothing of the presented key is ever logged.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crypto::ApiKey;
 
@@ -106,42 +104,36 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Key records verified recently, by key id, so the hot path does not query the store
 /// on every request. Only records of active keys are kept; the secret is still
 /// checked against the stored hash on every request. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KeyCache {
-    records: Arc<Mutex<HashMap<String, (ApiKeyRecord, Instant)>>>,
+    records: types::TtlCache<String, ApiKeyRecord>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self {
+            records: types::TtlCache::new(KEY_CACHE_TTL),
+        }
+    }
 }
 
 impl KeyCache {
-    /// Most records kept; past this, expired ones are dropped before inserting.
-    const CAPACITY: usize = 100_000;
-
     fn get(&self, key_id: &str) -> Option<ApiKeyRecord> {
-        let records = self.records.lock().ok()?;
-        let (record, fetched) = records.get(key_id)?;
-        (fetched.elapsed() < KEY_CACHE_TTL).then(|| record.clone())
+        self.records.get(key_id)
     }
 
     fn put(&self, record: ApiKeyRecord) {
-        if let Ok(mut records) = self.records.lock() {
-            if records.len() >= Self::CAPACITY {
-                records.retain(|_, (_, fetched)| fetched.elapsed() < KEY_CACHE_TTL);
-            }
-            records.insert(record.key_id.clone(), (record, Instant::now()));
-        }
+        self.records.put(record.key_id.clone(), record);
     }
 
     /// Forgets one key (it was revoked here).
     pub fn forget(&self, key_id: &str) {
-        if let Ok(mut records) = self.records.lock() {
-            records.remove(key_id);
-        }
+        self.records.remove(key_id);
     }
 
     /// Forgets every key (a tenant and its keys were deleted here).
     pub fn clear(&self) {
-        if let Ok(mut records) = self.records.lock() {
-            records.clear();
-        }
+        self.records.clear();
     }
 }
 

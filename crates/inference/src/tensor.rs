@@ -271,27 +271,29 @@ pub struct Resolution {
 pub const RESOLUTION_TTL: Duration = Duration::from_secs(2);
 
 /// Loaded tensor models by key (the caller builds it from tenant, model and version).
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct TensorModels {
     loaded: Arc<Mutex<HashMap<String, Arc<LoadedTensorModel>>>>,
-    resolved: Arc<Mutex<HashMap<String, (Resolution, std::time::Instant)>>>,
+    resolved: types::TtlCache<String, Resolution>,
+}
+
+impl Default for TensorModels {
+    fn default() -> Self {
+        Self {
+            loaded: Arc::default(),
+            resolved: types::TtlCache::new(RESOLUTION_TTL),
+        }
+    }
 }
 
 impl TensorModels {
     /// A resolution remembered under `alias` less than [`RESOLUTION_TTL`] ago.
     pub fn resolution(&self, alias: &str) -> Option<Resolution> {
-        let map = self.resolved.lock().ok()?;
-        let (resolution, at) = map.get(alias)?;
-        (at.elapsed() < RESOLUTION_TTL).then(|| resolution.clone())
+        self.resolved.get(alias)
     }
 
     pub fn remember(&self, alias: String, resolution: Resolution) {
-        if let Ok(mut map) = self.resolved.lock() {
-            if map.len() > 10_000 {
-                map.retain(|_, (_, at)| at.elapsed() < RESOLUTION_TTL);
-            }
-            map.insert(alias, (resolution, std::time::Instant::now()));
-        }
+        self.resolved.put(alias, resolution);
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<LoadedTensorModel>> {

@@ -1,4 +1,5 @@
-//! Shared vocabulary of Charter: validated names, scopes and model references.
+//! Shared vocabulary of Charter: validated names, scopes and model references, and the
+//! expiring in-memory cache the request path shares.
 //!
 //! Everything here is plain data without I/O. Names are newtypes that can only be
 //! built through validation (`TryFrom<String>`, also used by serde), so a value of
@@ -7,10 +8,12 @@
 mod day;
 mod names;
 mod scope;
+mod ttl_cache;
 
 pub use day::{Day, DayError};
 pub use names::{ModelName, ModelRef, NameError, TenantName};
 pub use scope::{Scope, ScopeError, Scopes};
+pub use ttl_cache::TtlCache;
 
 /// The tenant every admin key belongs to; created by the first migration.
 pub const ADMIN_TENANT: &str = "admin";

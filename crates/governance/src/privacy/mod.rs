@@ -78,46 +78,24 @@ impl From<Erased> for Erasure {
 /// within this long.
 pub const SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
-type SettingsCache =
-    std::sync::Mutex<std::collections::HashMap<TenantName, (PrivacySettings, std::time::Instant)>>;
-
 /// The privacy service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Privacy {
     registry: Registry,
     /// Settings read recently, so the request path does not query the store each time.
-    settings: std::sync::Arc<SettingsCache>,
+    settings: types::TtlCache<TenantName, PrivacySettings>,
 }
 
 impl Privacy {
     pub fn new(registry: Registry) -> Privacy {
         Privacy {
             registry,
-            settings: Default::default(),
+            settings: types::TtlCache::new(SETTINGS_TTL),
         }
     }
 
-    fn cached_settings(&self, tenant: &TenantName) -> Option<PrivacySettings> {
-        let cache = self.settings.lock().ok()?;
-        let (settings, read_at) = cache.get(tenant)?;
-        (read_at.elapsed() < SETTINGS_TTL).then(|| settings.clone())
-    }
-
-    fn remember_settings(&self, tenant: &TenantName, settings: &PrivacySettings) {
-        if let Ok(mut cache) = self.settings.lock() {
-            if cache.len() > 10_000 {
-                cache.retain(|_, (_, read_at)| read_at.elapsed() < SETTINGS_TTL);
-            }
-            cache.insert(
-                tenant.clone(),
-                (settings.clone(), std::time::Instant::now()),
-            );
-        }
-    }
-
-    /// The tenant's settings, or the defaults when it never set any.
     pub async fn settings(&self, tenant: &TenantName) -> Result<PrivacySettings, PrivacyError> {
-        if let Some(settings) = self.cached_settings(tenant) {
+        if let Some(settings) = self.settings.get(tenant) {
             return Ok(settings);
         }
         let settings = match self.registry.store().privacy_settings(tenant).await? {
@@ -129,7 +107,7 @@ impl Privacy {
                 vault_ttl_secs: record.vault_ttl_secs,
             },
         };
-        self.remember_settings(tenant, &settings);
+        self.settings.put(tenant.clone(), settings.clone());
         Ok(settings)
     }
 
@@ -151,7 +129,7 @@ impl Privacy {
                 settings.vault_ttl_secs,
             )
             .await?;
-        self.remember_settings(tenant, &settings);
+        self.settings.put(tenant.clone(), settings.clone());
         tracing::info!(%tenant, retention_secs = ?settings.retention_secs, "privacy settings changed");
         Ok(settings)
     }
