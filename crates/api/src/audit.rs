@@ -67,7 +67,25 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         .map(str::to_owned);
 
     let input_sha256 = Arc::new(Mutex::new(None));
-    let request = hash_request_body(request, input_sha256.clone());
+    let request = match small_body(&request) {
+        // A small body of known length (most API calls) is read and hashed here: cheaper
+        // than hashing it chunk by chunk as the handler streams it. A body that ends
+        // early or fails reaches the handler as an empty body and no digest.
+        Some(limit) => {
+            let (parts, body) = request.into_parts();
+            let body = match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => {
+                    if let Ok(mut slot) = input_sha256.lock() {
+                        *slot = Some(hex::encode(Sha256::digest(&bytes)));
+                    }
+                    Body::from(bytes)
+                }
+                Err(_) => Body::empty(),
+            };
+            Request::from_parts(parts, body)
+        }
+        None => hash_request_body(request, input_sha256.clone()),
+    };
     let response = next.run(request).await;
 
     let principal = response.extensions().get::<Principal>().cloned();
@@ -138,6 +156,21 @@ pub(crate) fn audit_unavailable() -> ApiError {
         "the audit log cannot be written, so this request is not answered; retry shortly",
     )
     .with_retry_after(1)
+}
+
+/// Bodies at most this large, with a declared length, are read whole before the handler.
+const SMALL_BODY: usize = 64 * 1024;
+
+/// The declared length of a request body small enough to read whole (see `SMALL_BODY`).
+fn small_body(request: &Request) -> Option<usize> {
+    let length: usize = request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (length <= SMALL_BODY).then_some(length)
 }
 
 /// Hashes the request body as the handler reads it; the digest lands in `slot` only

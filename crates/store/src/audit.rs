@@ -8,7 +8,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 /// An entry before it has a place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -56,7 +56,8 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
-const COLUMNS: &str = "seq, recorded_at, tenant, key_id, action, resource, status, latency_ms, \
+pub(crate) const COLUMNS: &str =
+    "seq, recorded_at, tenant, key_id, action, resource, status, latency_ms, \
      request_id, input_sha256, output_sha256, model_digest, prev_hash, entry_hash";
 
 impl AuditRecord {
@@ -108,7 +109,7 @@ impl Store {
         F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
     {
         let mut tx = self.pool.begin().await?;
-        let records = append_in(&mut tx, entries, link).await?;
+        let records = append_in(&mut tx, self.backend, entries, link).await?;
         tx.commit().await?;
         Ok(records)
     }
@@ -159,7 +160,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let records = append_in(&mut tx, &entries, link).await?;
+        let records = append_in(&mut tx, self.backend, &entries, link).await?;
         sqlx::query("DELETE FROM audit_outbox WHERE id <= $1")
             .bind(last_id)
             .execute(&mut *tx)
@@ -270,21 +271,86 @@ async fn lock_head(tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Appends `entries` to the chain inside the caller's transaction.
-async fn append_in<F>(
-    tx: &mut sqlx::AnyConnection,
+/// One row of a batch as the insert statement reads it from JSON.
+#[derive(serde::Serialize)]
+struct InsertRow<'a> {
+    seq: i64,
+    recorded_at: i64,
+    tenant: Option<&'a str>,
+    key_id: Option<&'a str>,
+    action: &'a str,
+    resource: &'a str,
+    status: i64,
+    latency_ms: i64,
+    request_id: Option<&'a str>,
+    input_sha256: Option<&'a str>,
+    output_sha256: Option<&'a str>,
+    model_digest: Option<&'a str>,
+    prev_hash: &'a str,
+    entry_hash: &'a str,
+}
+
+impl<'a> From<&'a AuditRecord> for InsertRow<'a> {
+    fn from(record: &'a AuditRecord) -> Self {
+        let entry = &record.entry;
+        Self {
+            seq: record.seq,
+            recorded_at: entry.recorded_at,
+            tenant: entry.tenant.as_deref(),
+            key_id: entry.key_id.as_deref(),
+            action: &entry.action,
+            resource: &entry.resource,
+            status: entry.status,
+            latency_ms: entry.latency_ms,
+            request_id: entry.request_id.as_deref(),
+            input_sha256: entry.input_sha256.as_deref(),
+            output_sha256: entry.output_sha256.as_deref(),
+            model_digest: entry.model_digest.as_deref(),
+            prev_hash: &record.prev_hash,
+            entry_hash: &record.entry_hash,
+        }
+    }
+}
+
+/// The statement that inserts a whole batch from one JSON array of [`InsertRow`]s.
+/// One statement and one bound value per batch, however large: a statement per row
+/// costs a round trip to the database (on SQLite, to sqlx's worker thread) each, and a
+/// many-row `VALUES` list makes sqlx's SQLite driver scan parameter names for every
+/// bind. Both were measured slower.
+fn batch_insert(backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let values = COLUMNS
+                .split(", ")
+                .map(|column| format!("value ->> '{column}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO audit_entries ({COLUMNS}) SELECT {values} FROM json_each($1) \
+                 ORDER BY key"
+            )
+        }
+        Backend::Postgres => format!(
+            "INSERT INTO audit_entries ({COLUMNS}) SELECT {COLUMNS} FROM \
+             json_to_recordset($1::json) AS row(seq BIGINT, recorded_at BIGINT, \
+             tenant TEXT, key_id TEXT, action TEXT, resource TEXT, status BIGINT, \
+             latency_ms BIGINT, request_id TEXT, input_sha256 TEXT, output_sha256 TEXT, \
+             model_digest TEXT, prev_hash TEXT, entry_hash TEXT) ORDER BY seq"
+        ),
+    }
+}
+
+/// The records `entries` become after a chain head of `size` entries ending in
+/// `last_hash`: their positions and links, computed by `link`.
+pub(crate) fn next_links<F>(
+    mut size: i64,
+    mut prev: String,
     entries: &[NewAuditEntry],
     mut link: F,
 ) -> Result<Vec<AuditRecord>, StoreError>
 where
     F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
 {
-    lock_head(tx).await?;
-    let row = sqlx::query("SELECT size, last_hash FROM audit_head WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut size: i64 = row.try_get("size")?;
-    let mut prev: String = row.try_get("last_hash")?;
     let mut records = Vec::with_capacity(entries.len());
     for entry in entries {
         let seq = size + 1;
@@ -297,32 +363,47 @@ where
         });
         size = seq;
     }
-    // One statement per row: sqlx's SQLite driver resolves every bound parameter by
-    // scanning the statement's parameter names, so a many-row statement costs
-    // quadratically more (measured: slower than row by row).
-    let insert = format!(
-        "INSERT INTO audit_entries ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    );
-    for record in &records {
-        let entry = &record.entry;
-        sqlx::query(&insert)
-            .bind(record.seq)
-            .bind(entry.recorded_at)
-            .bind(entry.tenant.clone())
-            .bind(entry.key_id.clone())
-            .bind(entry.action.clone())
-            .bind(entry.resource.clone())
-            .bind(entry.status)
-            .bind(entry.latency_ms)
-            .bind(entry.request_id.clone())
-            .bind(entry.input_sha256.clone())
-            .bind(entry.output_sha256.clone())
-            .bind(entry.model_digest.clone())
-            .bind(record.prev_hash.clone())
-            .bind(record.entry_hash.clone())
-            .execute(&mut *tx)
+    Ok(records)
+}
+
+/// Appends `entries` to the chain inside the caller's transaction.
+async fn append_in<F>(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    entries: &[NewAuditEntry],
+    link: F,
+) -> Result<Vec<AuditRecord>, StoreError>
+where
+    F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
+{
+    // Takes the head lock and reads the head in one statement.
+    let row =
+        sqlx::query("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size, last_hash")
+            .fetch_one(&mut *tx)
             .await?;
+    let records = next_links(
+        row.try_get("size")?,
+        row.try_get("last_hash")?,
+        entries,
+        link,
+    )?;
+    let Some(last) = records.last() else {
+        return Ok(records);
+    };
+    let (size, prev) = (last.seq, last.entry_hash.clone());
+    let rows: Vec<InsertRow<'_>> = records.iter().map(InsertRow::from).collect();
+    let rows = serde_json::to_string(&rows)
+        .map_err(|error| StoreError::Corrupt(format!("audit batch: {error}")))?;
+    let inserted = sqlx::query(&batch_insert(backend))
+        .bind(rows)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if inserted != records.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "audit batch: {inserted} of {} entries inserted",
+            records.len()
+        )));
     }
     sqlx::query("UPDATE audit_head SET size = $1, last_hash = $2 WHERE id = 1")
         .bind(size)

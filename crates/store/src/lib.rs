@@ -13,6 +13,7 @@
 //! not in each handler.
 
 mod audit;
+mod audit_sqlite;
 mod data_keys;
 mod datasets;
 mod jobs;
@@ -34,6 +35,7 @@ use types::TenantName;
 pub use sqlx;
 
 pub use audit::{AuditFilter, AuditRecord, CheckpointRecord, NewAuditEntry};
+pub use audit_sqlite::{SqliteAuditAppender, WalSync};
 pub use data_keys::DataKeyRecord;
 pub use datasets::{DatasetRecord, NewDataset};
 pub use jobs::{JobRecord, JobStatus, NewJob};
@@ -66,6 +68,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the audit log's own SQLite connection (`SqliteAuditAppender`).
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -118,6 +123,8 @@ impl Caller {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, for SQLite files (not in-memory databases).
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -159,7 +166,15 @@ impl Store {
         };
         migrator.run(&pool).await?;
         tracing::debug!(?backend, "store connected and migrated");
-        Ok(Store { pool, backend })
+        let sqlite_path = match backend {
+            Backend::Sqlite => audit_sqlite::sqlite_file(&url),
+            Backend::Postgres => None,
+        };
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_path,
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -21,6 +21,7 @@ pub(crate) async fn audited_app() -> TestApp {
             checkpoint_interval: Duration::from_secs(3600),
             max_batch: 64,
             outbox_interval: Duration::from_secs(3600),
+            linger: Duration::ZERO,
         },
     );
     assert!(app.state.set_audit(log));

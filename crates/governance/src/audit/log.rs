@@ -1,13 +1,17 @@
-//! `AuditLog`: the handle requests and changes record through. One background task
-//! per process group-commits entries (everything queued while the previous batch was
-//! being written goes into the next transaction) and seals checkpoints.
+//! `AuditLog`: the handle requests and changes record through. One writer per log,
+//! on a thread of its own, group-commits entries (everything queued while the previous
+//! batch was being written goes into the next transaction) and seals checkpoints. On
+//! an SQLite file it writes through a dedicated synchronous connection
+//! (`store::SqliteAuditAppender`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crypto::merkle::{leaf_hash, Checkpoint, CompactRange};
 use crypto::signing::SigningKey;
-use store::{CheckpointRecord, NewAuditEntry, Store, StoreError};
+use store::{
+    AuditRecord, CheckpointRecord, NewAuditEntry, SqliteAuditAppender, Store, StoreError, WalSync,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::entry::{entry_hash, parse_hash, AuditEntry};
@@ -25,6 +29,8 @@ pub struct AuditConfig {
     /// How often change records waiting in the store's outbox (written by the changes'
     /// own transactions) are moved into the chain.
     pub outbox_interval: Duration,
+    /// How long the writer waits for more entries when several arrived at once.
+    pub linger: Duration,
 }
 
 impl Default for AuditConfig {
@@ -34,6 +40,7 @@ impl Default for AuditConfig {
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 512,
             outbox_interval: Duration::from_secs(1),
+            linger: Duration::from_micros(150),
         }
     }
 }
@@ -68,7 +75,8 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer with the default [`AuditConfig`]; needs a tokio runtime.
+    /// Starts the writer with the default [`AuditConfig`]; needs a tokio runtime, from
+    /// a task of which requests are answered.
     pub fn open(store: Store, signing_key: SigningKey) -> Self {
         Self::with_config(store, signing_key, AuditConfig::default())
     }
@@ -81,8 +89,29 @@ impl AuditLog {
             key: key.clone(),
             config,
             sealer: None,
+            appender: None,
+            syncer: None,
+            dispatch: Dispatch::start(),
         };
-        tokio::spawn(writer.run(receiver));
+        // The writer runs on a thread of its own, with its own single-threaded runtime,
+        // so that under load it is not queued behind request tasks on the server's
+        // runtime: every request waits for the writer's commit, so each moment the
+        // writer spends in a run queue is added to every queued request's latency.
+        let started = std::thread::Builder::new()
+            .name("charter-audit".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(writer.run(receiver)),
+                    Err(error) => tracing::error!(%error, "the audit writer could not start"),
+                }
+            });
+        if let Err(error) = started {
+            // The receiver is gone, so every record fails: nothing is answered unaudited.
+            tracing::error!(%error, "the audit writer thread could not start");
+        }
         Self {
             inner: Arc::new(Inner { sender, store, key }),
         }
@@ -133,6 +162,11 @@ struct Writer {
     config: AuditConfig,
     /// Built lazily from the store, so a start-up read error is retried later.
     sealer: Option<Sealer>,
+    /// See [`Writer::sqlite_appender`].
+    appender: Option<SqliteAuditAppender>,
+    /// See [`Writer::answer_when_durable`].
+    syncer: Option<std::sync::mpsc::Sender<Pending>>,
+    dispatch: Dispatch,
 }
 
 /// The Merkle frontier over the committed entries, and the chain tip it has checked.
@@ -141,6 +175,34 @@ struct Sealer {
     last_hash: String,
     sealed_size: u64,
     sealed_at: Instant,
+}
+
+impl Sealer {
+    /// Extends the frontier with a batch this writer has just committed, when the batch
+    /// continues the chain exactly where the frontier ends; the links were computed
+    /// under the head lock, so there is nothing to read back. Otherwise (another process
+    /// appended in between) the next seal reads and checks the store as usual.
+    fn follow(&mut self, records: &[AuditRecord]) {
+        let Some(first) = records.first() else {
+            return;
+        };
+        if first.seq != self.range.size() as i64 + 1 || first.prev_hash != self.last_hash {
+            return;
+        }
+        let mut leaves = Vec::with_capacity(records.len());
+        for record in records {
+            match parse_hash(&record.entry_hash) {
+                Ok(hash) => leaves.push(leaf_hash(&hash)),
+                Err(_) => return,
+            }
+        }
+        for leaf in leaves {
+            self.range.append(leaf);
+        }
+        if let Some(last) = records.last() {
+            self.last_hash.clone_from(&last.entry_hash);
+        }
+    }
 }
 
 impl Writer {
@@ -161,12 +223,19 @@ impl Writer {
                     Some(Command::Append(entry, reply)) => {
                         let mut batch = vec![(entry, reply)];
                         let mut seals = Vec::new();
-                        while batch.len() < self.config.max_batch {
-                            match receiver.try_recv() {
-                                Ok(Command::Append(entry, reply)) => batch.push((entry, reply)),
-                                Ok(Command::Seal(reply)) => seals.push(reply),
-                                Err(_) => break,
-                            }
+                        self.fill(&mut receiver, &mut batch, &mut seals);
+                        // Under concurrent load (more than one entry arrived while the
+                        // last batch was written), wait a moment for more: a commit
+                        // costs about as much as twenty entries, so larger batches cost
+                        // less per request (v2 benchmark: 7 → 18 entries a batch, about
+                        // 8 % less server CPU at the same throughput). A lone request
+                        // does not wait.
+                        if batch.len() > 1
+                            && batch.len() < self.config.max_batch
+                            && !self.config.linger.is_zero()
+                        {
+                            std::thread::sleep(self.config.linger);
+                            self.fill(&mut receiver, &mut batch, &mut seals);
                         }
                         self.append(batch).await;
                         for reply in seals {
@@ -195,20 +264,53 @@ impl Writer {
         }
     }
 
+    /// Moves queued commands into `batch` (up to `max_batch`) and `seals`.
+    fn fill(
+        &self,
+        receiver: &mut mpsc::Receiver<Command>,
+        batch: &mut Vec<(Box<NewAuditEntry>, Reply<AuditEntry>)>,
+        seals: &mut Vec<Reply<Option<CheckpointRecord>>>,
+    ) {
+        while batch.len() < self.config.max_batch {
+            match receiver.try_recv() {
+                Ok(Command::Append(entry, reply)) => batch.push((entry, reply)),
+                Ok(Command::Seal(reply)) => seals.push(reply),
+                Err(_) => break,
+            }
+        }
+    }
+
     async fn append(&mut self, batch: Vec<(Box<NewAuditEntry>, Reply<AuditEntry>)>) {
-        let entries: Vec<NewAuditEntry> =
-            batch.iter().map(|(entry, _)| (**entry).clone()).collect();
-        let result = self
-            .store
-            .append_audit(&entries, |seq, prev, entry| {
-                entry_hash(seq, prev, entry).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .await;
+        let (entries, replies): (Vec<NewAuditEntry>, Vec<_>) = batch
+            .into_iter()
+            .map(|(entry, reply)| (*entry, reply))
+            .unzip();
+        // On SQLite the batch is written synchronously on this thread (the writer's
+        // own), through its dedicated connection, and made durable by the syncer.
+        let result = match self.sqlite_appender() {
+            Ok(Some(appender)) => appender
+                .append(&entries, link)
+                .map(|(records, wal)| (records, Some(wal))),
+            Ok(None) => self
+                .store
+                .append_audit(&entries, link)
+                .await
+                .map(|records| (records, None)),
+            Err(error) => Err(error),
+        };
         match result {
-            Ok(records) => {
+            Ok((records, wal)) => {
                 let size = records.last().map(|r| r.seq).unwrap_or(0) as u64;
-                for ((_, reply), record) in batch.into_iter().zip(records) {
-                    let _ = reply.send(Ok(record.into()));
+                if let Some(sealer) = self.sealer.as_mut() {
+                    sealer.follow(&records);
+                }
+                let answers = replies
+                    .into_iter()
+                    .zip(records.into_iter().map(AuditEntry::from))
+                    .collect();
+                match wal {
+                    Some(wal) => self.answer_when_durable(Pending { wal, answers }),
+                    None => self.dispatch.answer(answers, Ok(())),
                 }
                 let due = self
                     .sealer
@@ -223,11 +325,49 @@ impl Writer {
             Err(error) => {
                 tracing::error!(%error, "audit append failed");
                 let message = error.to_string();
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(Err(message.clone()));
                 }
             }
         }
+    }
+
+    /// Hands a committed batch to the syncer thread (started on first use), which
+    /// answers its requests once the WAL is synced; syncs here when that thread cannot
+    /// run.
+    fn answer_when_durable(&mut self, pending: Pending) {
+        if self.syncer.is_none() {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let dispatch = self.dispatch.clone();
+            let started = std::thread::Builder::new()
+                .name("charter-audit-sync".into())
+                .spawn(move || run_syncer(receiver, &dispatch));
+            match started {
+                Ok(_) => self.syncer = Some(sender),
+                Err(error) => tracing::warn!(%error, "the audit syncer thread could not start"),
+            }
+        }
+        let pending = match &self.syncer {
+            Some(syncer) => match syncer.send(pending) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(pending)) => {
+                    self.syncer = None;
+                    pending
+                }
+            },
+            None => pending,
+        };
+        let synced = pending.wal.sync().map_err(|error| error.to_string());
+        self.dispatch.answer(pending.answers, synced);
+    }
+
+    /// The dedicated SQLite connection appends go through, opened on first use (and
+    /// again after a failed open); `None` when the store is not an SQLite file.
+    fn sqlite_appender(&mut self) -> Result<Option<&mut SqliteAuditAppender>, StoreError> {
+        if self.appender.is_none() {
+            self.appender = self.store.sqlite_audit_appender()?;
+        }
+        Ok(self.appender.as_mut())
     }
 
     /// Catches the frontier up with the store, checking every new link, and signs a
@@ -294,6 +434,84 @@ impl Writer {
     }
 }
 
+/// A batch committed on the SQLite connection whose requests wait for the WAL sync.
+struct Pending {
+    wal: WalSync,
+    answers: Vec<(Reply<AuditEntry>, AuditEntry)>,
+}
+
+/// Answers requests from a task on the caller's runtime (started with the log): a
+/// request woken from another thread goes through the runtime's shared queue and may
+/// have to wake a parked worker, one system call per request; the answering task
+/// wakes them from a worker thread, for one cross-thread wake per batch.
+#[derive(Clone)]
+struct Dispatch {
+    sender: mpsc::UnboundedSender<Vec<(Reply<AuditEntry>, Result<AuditEntry, String>)>>,
+}
+
+impl Dispatch {
+    fn start() -> Self {
+        let (sender, mut receiver) =
+            mpsc::unbounded_channel::<Vec<(Reply<AuditEntry>, Result<AuditEntry, String>)>>();
+        tokio::spawn(async move {
+            while let Some(answers) = receiver.recv().await {
+                for (reply, result) in answers {
+                    let _ = reply.send(result);
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Answers a batch's requests: with their entries once `synced` is `Ok`, else
+    /// with the error (the entries are committed but may not survive a crash, so the
+    /// actions fail).
+    fn answer(&self, answers: Vec<(Reply<AuditEntry>, AuditEntry)>, synced: Result<(), String>) {
+        let answers = answers
+            .into_iter()
+            .map(|(reply, entry)| (reply, synced.clone().map(|()| entry)))
+            .collect();
+        if let Err(mpsc::error::SendError(answers)) = self.sender.send(answers) {
+            // The runtime is shutting down: answer from here.
+            for (reply, result) in answers {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// The syncer thread: takes every batch committed so far, syncs the WAL once for all
+/// of them (they were committed before the sync started), answers them, and repeats,
+/// so the writer commits the next batch while this one reaches the disk. Ends when the
+/// writer drops its sender.
+fn run_syncer(receiver: std::sync::mpsc::Receiver<Pending>, dispatch: &Dispatch) {
+    while let Ok(first) = receiver.recv() {
+        let mut pending = vec![first];
+        pending.extend(receiver.try_iter());
+        // One sync per WAL file; there is only one unless SQLite replaced the file.
+        let mut synced: Vec<(WalSync, Result<(), String>)> = Vec::new();
+        for batch in pending {
+            let result = match synced.iter().find(|(wal, _)| wal.same_file(&batch.wal)) {
+                Some((_, result)) => result.clone(),
+                None => {
+                    let result = batch.wal.sync().map_err(|error| error.to_string());
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "syncing the audit log failed");
+                    }
+                    synced.push((batch.wal.clone(), result.clone()));
+                    result
+                }
+            };
+            dispatch.answer(batch.answers, result);
+        }
+    }
+}
+
+/// The chain link of an entry, for the store's append calls.
+fn link(seq: i64, prev: &str, entry: &NewAuditEntry) -> Result<String, StoreError> {
+    entry_hash(seq, prev, entry).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Moves every change record waiting in the store's outbox into the chain (see
 /// `store::Store::chain_audit_outbox`); returns how many were moved. Needs no signing
 /// key, so the CLI can run it too.
@@ -301,11 +519,7 @@ pub async fn chain_outbox(store: &Store) -> Result<usize, AuditError> {
     const BATCH: i64 = 1000;
     let mut moved = 0;
     loop {
-        let records = store
-            .chain_audit_outbox(BATCH, |seq, prev, entry| {
-                entry_hash(seq, prev, entry).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .await?;
+        let records = store.chain_audit_outbox(BATCH, link).await?;
         moved += records.len();
         if records.len() < BATCH as usize {
             return Ok(moved);
