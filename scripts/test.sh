@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: installs what the tests need (PostgreSQL server
-# binaries, the demo model) and runs the whole test suite. `.ci/run` calls this.
+# binaries, the demo model) and runs the whole test suite. `.ci/run` calls this; on CI
+# (`CI` set) it also installs cargo-deny and fails unless the offline supply-chain
+# checks pass.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,6 +27,17 @@ if [ ! -x .venv-test/bin/python ] || ! .venv-test/bin/python -c "import openai" 
 fi
 export CHARTER_TEST_PYTHON="$root/.venv-test/bin/python"
 
+# Supply-chain checks that work offline (licences, bans, sources; deny.toml), before the
+# tests so that a failure shows early. On CI cargo-deny is installed (pinned, from
+# crates.io) and the checks must pass; elsewhere they run when cargo-deny is installed.
+# Advisories need the RustSec database on GitHub: scripts/supply-chain.sh, docs/security.md.
+if [ -n "${CI:-}" ]; then
+  scripts/install-cargo-deny.sh
+  scripts/supply-chain.sh --offline
+elif cargo deny --version >/dev/null 2>&1; then
+  scripts/supply-chain.sh --offline
+fi
+
 # The test binaries and the OpenAPI drift check.
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
@@ -33,8 +46,3 @@ else
 fi
 # Doc tests are not run by nextest.
 cargo test --workspace --locked --doc -q
-# Supply-chain checks that work offline (licences, bans, sources; deny.toml), when
-# cargo-deny is installed; advisories need the network: scripts/supply-chain.sh.
-if cargo deny --version >/dev/null 2>&1; then
-  scripts/supply-chain.sh --offline
-fi

@@ -5,6 +5,8 @@
 //! rows must all have the keys of the first row, each an array of finite numbers of the
 //! same width in every row; CSV must have the named feature and target columns and a
 //! finite number in each of their cells. Errors name the 1-based row and the column.
+//! Rows may name their data subject (a JSONL `"subject"` key, a CSV `subject` column);
+//! erasing the subject removes them.
 //! Training parses the blob again with the job's spec (`engine::tensor::Dataset`).
 
 use std::collections::BTreeMap;
@@ -12,7 +14,8 @@ use std::path::PathBuf;
 
 pub use engine::tensor::CsvColumns;
 use engine::tensor::{
-    Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec, SUBJECT_KEY,
+    csv_subject_rows, csv_without_subject, Dataset, DatasetError, DatasetLimits, TensorModelSpec,
+    ValidSpec, SUBJECT_KEY,
 };
 use registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -148,10 +151,11 @@ impl Datasets {
         Ok(self.registry.store().delete_dataset(caller, name).await?)
     }
 
-    /// Erases the JSONL rows whose `"subject"` is `subject` from every dataset of
-    /// `tenant`: each affected dataset is rewritten without them (a dataset left empty is
-    /// removed) and its old blob deleted unless another dataset holds the same content.
-    /// Jobs queued on the old content will fail to find it: erasure wins.
+    /// Erases the rows whose subject is `subject` (JSONL rows with that `"subject"`, CSV
+    /// rows with it in the `subject` column) from every dataset of `tenant`: each
+    /// affected dataset is rewritten without them (a dataset left empty is removed) and
+    /// its old blob deleted unless another dataset holds the same content. Jobs queued on
+    /// the old content will fail to find it: erasure wins.
     pub async fn erase_subject(
         &self,
         tenant: &TenantName,
@@ -161,25 +165,39 @@ impl Datasets {
         let caller = Caller::tenant(tenant.clone());
         let mut erasure = SubjectErasure::default();
         for record in store.list_datasets(&caller).await? {
-            if record.format != "jsonl" || record.columns.get("subject_rows").is_none() {
-                continue;
-            }
+            let subject_rows = record.columns.get("subject_rows").and_then(Value::as_u64);
+            let (format, csv_columns) = match record.format.as_str() {
+                // Marked at upload when a row names its subject.
+                "jsonl" if subject_rows.is_some() => (DatasetFormat::Jsonl, None),
+                // CSV datasets are marked with their count, 0 included; one stored before
+                // the mark existed is read to find out.
+                "csv" if subject_rows != Some(0) => {
+                    (DatasetFormat::Csv, Some(csv_columns_of(&record.columns)?))
+                }
+                _ => continue,
+            };
             let blobs = self.registry.blobs().clone();
             let key = self.registry.tenant_key(tenant).await?;
             let old_digest = parse_digest(&record.digest)?;
             let subject = subject.to_owned();
             let rewritten = blocking(move || {
                 let bytes = blobs.get(&key, &old_digest, None)?;
-                let (kept, removed) = without_subject(&bytes, &subject)?;
+                let (kept, removed) = match format {
+                    DatasetFormat::Jsonl => without_subject(&bytes, &subject)?,
+                    DatasetFormat::Csv => csv_without_subject(&bytes, &subject)?,
+                };
                 if removed == 0 {
                     return Ok(None);
                 }
-                if kept.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Ok(Some((removed, None)));
+                match validate(format, csv_columns.as_ref(), &kept) {
+                    Ok(structure) => {
+                        let info = blobs.put_bytes(&key, &kept)?;
+                        Ok(Some((removed, Some((info, structure)))))
+                    }
+                    // No row left (a CSV keeps its header).
+                    Err(JobsError::Dataset(DatasetError::Empty)) => Ok(Some((removed, None))),
+                    Err(e) => Err(e),
                 }
-                let structure = validate(DatasetFormat::Jsonl, None, &kept)?;
-                let info = blobs.put_bytes(&key, &kept)?;
-                Ok(Some((removed, Some((info, structure)))))
             })
             .await?;
             let Some((removed, replacement)) = rewritten else {
@@ -295,6 +313,8 @@ pub fn validate(
                 columns: serde_json::json!({
                     "features": columns.features,
                     "targets": columns.targets,
+                    // Erasure reads the CSV datasets whose count is not 0.
+                    "subject_rows": csv_subject_rows(bytes)?,
                 }),
             })
         }
@@ -490,7 +510,7 @@ pub fn check_fits(record: &DatasetRecord, spec: &ValidSpec) -> Result<(), JobsEr
     };
     match record.format.as_str() {
         "csv" => {
-            let columns = csv_columns_of(record)?;
+            let columns = csv_columns_of(&record.columns)?;
             if columns.features.len() != spec.input_width() {
                 return Err(misfit(format!(
                     "{} feature columns, the inputs need {}",
@@ -540,8 +560,13 @@ pub fn check_fits(record: &DatasetRecord, spec: &ValidSpec) -> Result<(), JobsEr
     }
 }
 
-fn csv_columns_of(record: &DatasetRecord) -> Result<CsvColumns, JobsError> {
-    serde_json::from_value(record.columns.clone())
+/// The feature and target columns of a stored CSV dataset's description.
+fn csv_columns_of(description: &Value) -> Result<CsvColumns, JobsError> {
+    let mut description = description.clone();
+    if let Value::Object(fields) = &mut description {
+        fields.remove("subject_rows");
+    }
+    serde_json::from_value(description)
         .map_err(|e| JobsError::Internal(format!("dataset columns: {e}")))
 }
 
@@ -554,11 +579,7 @@ pub fn parse_for_spec(
 ) -> Result<Dataset, JobsError> {
     let limits = DatasetLimits::default();
     Ok(match format {
-        "csv" => {
-            let columns: CsvColumns = serde_json::from_value(columns.clone())
-                .map_err(|e| JobsError::Internal(format!("dataset columns: {e}")))?;
-            Dataset::from_csv(spec, bytes, &columns, limits)?
-        }
+        "csv" => Dataset::from_csv(spec, bytes, &csv_columns_of(columns)?, limits)?,
         _ => Dataset::from_jsonl(spec, bytes, limits)?,
     })
 }
@@ -628,5 +649,32 @@ mod tests {
         assert_eq!(String::from_utf8(kept).unwrap(), "{\"x\":[3],\"y\":[4]}\n");
         let (kept, removed) = without_subject(data.as_bytes(), "u2").unwrap();
         assert_eq!((kept.len(), removed), (data.len(), 0));
+    }
+
+    #[test]
+    fn csv_subject_rows_are_counted_and_the_column_is_never_a_feature() {
+        let columns = CsvColumns {
+            features: vec!["x".into()],
+            targets: vec!["y".into()],
+        };
+        let data = "x,subject,y\n1,u1,2\n3,,4\n5, u2 ,6\n";
+        let structure = validate(DatasetFormat::Csv, Some(&columns), data.as_bytes()).unwrap();
+        assert_eq!(structure.n_rows, 3);
+        assert_eq!(structure.columns["subject_rows"], 2);
+        assert_eq!(csv_columns_of(&structure.columns).unwrap(), columns);
+        let untagged = validate(DatasetFormat::Csv, Some(&columns), b"x,y\n1,2\n").unwrap();
+        assert_eq!(untagged.columns["subject_rows"], 0);
+        let as_feature = CsvColumns {
+            features: vec!["x".into(), SUBJECT_KEY.into()],
+            targets: vec!["y".into()],
+        };
+        let err = validate(
+            DatasetFormat::Csv,
+            Some(&as_feature),
+            b"x,subject,y\n1,2,3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("names a row's data subject"), "{err}");
     }
 }

@@ -133,7 +133,7 @@ pub struct ErasureView {
     pub payloads: u64,
     /// Pseudonym vault entries erased.
     pub vault_entries: u64,
-    /// JSONL dataset rows whose `"subject"` was the subject, erased.
+    /// Dataset rows tagged with the subject (JSONL `"subject"` key, CSV `subject` column), erased.
     pub dataset_rows: u64,
     /// Datasets rewritten without those rows (or removed, when none was left).
     pub datasets: Vec<String>,

@@ -38,21 +38,43 @@ async fn upload_dataset(
     name: &str,
     rows: &str,
 ) -> store::DatasetRecord {
+    upload_dataset_as(app, tenant, name, rows, None).await
+}
+
+/// Uploads `rows` as JSONL, or as CSV with `csv_columns`.
+async fn upload_dataset_as(
+    app: &TestApp,
+    tenant: &str,
+    name: &str,
+    rows: &str,
+    csv_columns: Option<jobs::datasets::CsvColumns>,
+) -> store::DatasetRecord {
+    let format = match csv_columns {
+        Some(_) => jobs::DatasetFormat::Csv,
+        None => jobs::DatasetFormat::Jsonl,
+    };
     // Staged outside the data dir, which is searched for canaries.
     let staging = tempfile::tempdir().unwrap();
-    let path = staging.path().join(format!("{name}.jsonl"));
+    let path = staging.path().join(format!("{name}.{}", format.as_str()));
     std::fs::write(&path, rows).unwrap();
     jobs::Datasets::new(app.registry.clone())
         .upload(jobs::DatasetUpload {
             tenant: tenant.parse().unwrap(),
             name: name.parse().unwrap(),
-            format: jobs::DatasetFormat::Jsonl,
-            csv_columns: None,
+            format,
+            csv_columns,
             path,
             max_bytes: 1 << 20,
         })
         .await
         .unwrap()
+}
+
+/// The decrypted content of a stored dataset.
+async fn dataset_content(app: &TestApp, tenant: &types::TenantName, digest: &str) -> String {
+    let key = app.registry.tenant_key(tenant).await.unwrap();
+    let digest = blobstore::Digest::parse(digest).unwrap();
+    String::from_utf8(app.registry.blobs().get(&key, &digest, None).unwrap()).unwrap()
 }
 
 async fn erase(app: &TestApp, path: &str, key: &str) -> Reply {
@@ -387,6 +409,65 @@ async fn payloads_are_stored_only_when_retained_and_erasure_leaves_nothing_of_th
     let as_admin = erase(&app, "/v1/subjects/subject-other?tenant=acme", &admin).await;
     assert_eq!(as_admin.status, StatusCode::OK, "{}", as_admin.text);
     assert_eq!(as_admin.body["payloads"], 1);
+}
+
+/// A CSV dataset's `subject` column tags its rows: erasure rewrites the dataset without
+/// the subject's rows (removing one left empty) and leaves other subjects' rows and
+/// untagged datasets as they were.
+#[tokio::test]
+async fn erasure_removes_the_subjects_rows_from_csv_datasets() {
+    let app = TestApp::new().await;
+    let acme = app.tenant("acme").await;
+    let key = app.key("acme", "data").await;
+    let subject = "subject-canary-csv-0043";
+    let columns = || {
+        Some(jobs::datasets::CsvColumns {
+            features: vec!["x".into()],
+            targets: vec!["y".into()],
+        })
+    };
+    let rows = format!("x,subject,y\n1,{subject},2\n3,subject-other,4\n5,\"{subject}\",6\n7,,8\n");
+    let tagged = upload_dataset_as(&app, "acme", "tagged-csv", &rows, columns()).await;
+    assert_eq!(tagged.n_rows, 4);
+    assert_eq!(tagged.columns["subject_rows"], 3);
+    let only = format!("subject,x,y\n{subject},1,2\n");
+    upload_dataset_as(&app, "acme", "only-subject", &only, columns()).await;
+    let plain = upload_dataset_as(&app, "acme", "plain-csv", "x,y\n1,2\n", columns()).await;
+    assert_eq!(plain.columns["subject_rows"], 0);
+    assert!(files_containing(app.dir.path(), &[subject]).is_empty());
+
+    let erased = erase(&app, &format!("/v1/subjects/{subject}"), &key).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert_eq!(erased.body["dataset_rows"], 3);
+    let mut datasets: Vec<String> =
+        serde_json::from_value(erased.body["datasets"].clone()).unwrap();
+    datasets.sort();
+    assert_eq!(datasets, ["only-subject", "tagged-csv"]);
+
+    let find = |name: &'static str| {
+        let (store, caller) = (&app.store, store::Caller::tenant(acme.clone()));
+        async move { store.find_dataset(&caller, &name.parse().unwrap()).await }
+    };
+    let after = find("tagged-csv").await.unwrap();
+    assert_eq!(after.n_rows, 2);
+    assert_eq!(after.columns["subject_rows"], 1);
+    assert_eq!(after.columns["features"], json!(["x"]));
+    let old_digest = blobstore::Digest::parse(&tagged.digest).unwrap();
+    assert!(!app.registry.blobs().exists(&acme, &old_digest).unwrap());
+    let content = dataset_content(&app, &acme, &after.digest).await;
+    assert_eq!(content, "x,subject,y\n3,subject-other,4\n7,,8\n");
+    assert!(find("only-subject").await.is_err(), "left empty, removed");
+    assert_eq!(find("plain-csv").await.unwrap().digest, plain.digest);
+    assert!(files_containing(app.dir.path(), &[subject]).is_empty());
+
+    let again = erase(&app, &format!("/v1/subjects/{subject}"), &key).await;
+    assert_eq!(again.body["dataset_rows"], 0);
+    let other = erase(&app, "/v1/subjects/subject-other", &key).await;
+    assert_eq!(other.body["dataset_rows"], 1);
+    let last = find("tagged-csv").await.unwrap();
+    let content = dataset_content(&app, &acme, &last.digest).await;
+    assert_eq!(content, "x,subject,y\n7,,8\n");
+    assert_eq!(last.columns["subject_rows"], 0);
 }
 
 #[tokio::test]

@@ -27,7 +27,10 @@ mod rng;
 pub mod spec;
 pub mod train;
 
-pub use dataset::{CsvColumns, Dataset, DatasetError, DatasetLimits, SUBJECT_KEY};
+pub use dataset::{
+    csv_subject_rows, csv_without_subject, CsvColumns, Dataset, DatasetError, DatasetLimits,
+    SUBJECT_KEY,
+};
 pub use explain::{Attribution, ExplainError};
 pub use model::{InferInput, InferOutput, ModelError, TensorModel};
 pub use net::{Workspace, WorkspaceTooLarge};

@@ -1,7 +1,8 @@
 //! JSONL and CSV datasets: parsing and the errors that name row and column.
 
 use engine::tensor::{
-    CsvColumns, Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec,
+    csv_subject_rows, csv_without_subject, CsvColumns, Dataset, DatasetError, DatasetLimits,
+    TensorModelSpec, ValidSpec,
 };
 
 fn spec(loss: &str, last: &str) -> ValidSpec {
@@ -43,6 +44,40 @@ fn jsonl_rows_may_name_their_data_subject() {
     .unwrap();
     assert_eq!(data.n_rows(), 2);
     assert_eq!(data.inputs(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+}
+
+/// A CSV `subject` column is skipped by training, may not be a feature or target, and
+/// erasure drops the rows that name the subject, keeping the rest byte for byte.
+#[test]
+fn csv_rows_may_name_their_data_subject() {
+    let text = "\u{feff}a,b,subject,c,t1,t2\r\n1,2,user-7,3,0,1\r\n\r\n4,5,\"user-8\",6,1,0\r\n7,8,,9,0,0\r\n10,11, user-7 ,12,1,1";
+    let data = csv(text).unwrap();
+    assert_eq!(data.n_rows(), 4);
+    assert_eq!(data.input_row(1), [4.0, 5.0, 6.0]);
+    let as_target = CsvColumns {
+        features: vec!["a".into(), "b".into(), "c".into()],
+        targets: vec!["t1".into(), "subject".into()],
+    };
+    let spec = spec("mse", "");
+    check_err(
+        Dataset::from_csv(&spec, text.as_bytes(), &as_target, DatasetLimits::default()),
+        "targets cannot list \"subject\"",
+    );
+    assert_eq!(csv_subject_rows(text.as_bytes()).unwrap(), 3);
+    let (kept, removed) = csv_without_subject(text.as_bytes(), "user-7").unwrap();
+    assert_eq!(removed, 2);
+    let kept = String::from_utf8(kept).unwrap();
+    assert_eq!(
+        kept,
+        "\u{feff}a,b,subject,c,t1,t2\r\n\r\n4,5,\"user-8\",6,1,0\r\n7,8,,9,0,0\r\n"
+    );
+    assert_eq!(csv(&kept).unwrap().n_rows(), 2);
+    let (same, removed) = csv_without_subject(text.as_bytes(), "user-9").unwrap();
+    assert_eq!((same.as_slice(), removed), (text.as_bytes(), 0));
+    // Without the column nothing is a subject's.
+    let plain = "a,b,c,t1,t2\n1,2,3,0,1\n";
+    assert_eq!(csv_subject_rows(plain.as_bytes()).unwrap(), 0);
+    assert_eq!(csv_without_subject(plain.as_bytes(), "").unwrap().1, 0);
 }
 
 #[test]

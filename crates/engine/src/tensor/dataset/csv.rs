@@ -19,6 +19,11 @@ impl<'a> CsvRecords<'a> {
             line: 1,
         }
     }
+
+    /// The byte offset in the text where the next record starts.
+    pub(super) fn offset(&self) -> usize {
+        self.pos
+    }
 }
 
 impl Iterator for CsvRecords<'_> {

@@ -12,8 +12,9 @@ use csv::CsvRecords;
 
 use super::spec::{IoSpec, LossKind, ValidSpec};
 
-/// The JSONL key that names a row's data subject (a string id). It is not a column:
-/// training skips it, and erasing the subject removes the rows that carry it.
+/// The JSONL key, and the CSV header column, that names a row's data subject (a string
+/// id). It is never a feature or target: training skips it, and erasing the subject
+/// removes the rows that carry it.
 pub const SUBJECT_KEY: &str = "subject";
 
 /// Bounds on what a dataset may occupy.
@@ -115,6 +116,8 @@ pub enum DatasetError {
     MissingColumn { column: String },
     #[error("CSV header has column {column:?} twice")]
     DuplicateColumn { column: String },
+    #[error("{what} cannot list {SUBJECT_KEY:?}: that column names a row's data subject")]
+    SubjectColumn { what: &'static str },
     #[error("{what} lists {actual} columns, the spec needs {expected}")]
     ColumnCount {
         what: &'static str,
@@ -264,8 +267,9 @@ impl Dataset {
     }
 
     /// Parses CSV with a header row. `columns.features` must cover the spec's inputs
-    /// (flattened, in order) and `columns.targets` its outputs; other columns are ignored.
-    /// Quoted fields (`"a ""b"""`) and CRLF line ends are accepted.
+    /// (flattened, in order) and `columns.targets` its outputs; other columns, a
+    /// [`SUBJECT_KEY`] column among them, are ignored, and that one may be neither a
+    /// feature nor a target. Quoted fields (`"a ""b"""`) and CRLF line ends are accepted.
     pub fn from_csv(
         spec: &ValidSpec,
         bytes: &[u8],
@@ -277,6 +281,9 @@ impl Dataset {
             ("features", &columns.features, spec.input_width()),
             ("targets", &columns.targets, spec.output_width()),
         ] {
+            if list.iter().any(|c| c == SUBJECT_KEY) {
+                return Err(DatasetError::SubjectColumn { what });
+            }
             if list.len() != expected {
                 return Err(DatasetError::ColumnCount {
                     what,
@@ -372,6 +379,66 @@ impl Dataset {
     pub fn target_row(&self, row: usize) -> &[f32] {
         &self.targets[row * self.output_width..(row + 1) * self.output_width]
     }
+}
+
+/// How many data rows of a CSV dataset name their subject (a non-empty
+/// [`SUBJECT_KEY`] cell); 0 when the header has no such column.
+pub fn csv_subject_rows(bytes: &[u8]) -> Result<usize, DatasetError> {
+    let mut count = 0;
+    csv_records_by_subject(bytes, |subject| {
+        if subject.is_some_and(|s| !s.is_empty()) {
+            count += 1;
+        }
+        true
+    })?;
+    Ok(count)
+}
+
+/// The CSV `bytes` without the data rows whose [`SUBJECT_KEY`] cell (trimmed) is
+/// `subject`, and how many were removed. The header and every other record are kept
+/// byte for byte; without that column nothing is removed.
+pub fn csv_without_subject(bytes: &[u8], subject: &str) -> Result<(Vec<u8>, u64), DatasetError> {
+    let mut removed = 0;
+    let kept = csv_records_by_subject(bytes, |cell| {
+        let of_subject = !subject.is_empty() && cell == Some(subject);
+        removed += u64::from(of_subject);
+        !of_subject
+    })?;
+    Ok((kept, removed))
+}
+
+/// Walks the data records of a CSV dataset, calling `keep(subject cell)` for each
+/// (the cell trimmed; `None` without a [`SUBJECT_KEY`] column or for a short record),
+/// and returns the bytes of the header (with any byte-order mark) and of the records
+/// kept, unchanged.
+fn csv_records_by_subject(
+    bytes: &[u8],
+    mut keep: impl FnMut(Option<&str>) -> bool,
+) -> Result<Vec<u8>, DatasetError> {
+    let text = as_text(bytes)?;
+    let bom = bytes.len() - text.len();
+    let mut records = CsvRecords::new(text);
+    let mut out = Vec::with_capacity(bytes.len());
+    let (_, header) = records.next().ok_or(DatasetError::Empty)??;
+    out.extend_from_slice(&bytes[..bom + records.offset()]);
+    let column = header.iter().position(|h| h == SUBJECT_KEY);
+    loop {
+        let start = records.offset();
+        let Some(record) = records.next() else {
+            break;
+        };
+        let (_, fields) = record?;
+        let span = &text.as_bytes()[start..records.offset()];
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            out.extend_from_slice(span);
+            continue;
+        }
+        let cell = column.and_then(|i| fields.get(i)).map(|c| c.trim());
+        if keep(cell) {
+            out.extend_from_slice(span);
+        }
+    }
+    Ok(out)
 }
 
 struct Builder {
