@@ -2,10 +2,11 @@
 # Open Inference Protocol v2 under load: trains the seed model with `charter train`,
 # serves it with `charter serve` (release, auth on), and drives
 # POST /v2/models/seed/infer with wrk at 64 connections for 10 s, with the audit log on
-# (the default) and then off.
+# (the default) and then off, ROUNDS times in alternation (this VM's speed drifts by
+# tens of percent over minutes, so compare neighbouring runs).
 #
 #   bench/infer_v2/run.sh            # needs wrk (apt-get install wrk) and python3
-#   CONNECTIONS=64 DURATION=10s THREADS=2 bench/infer_v2/run.sh
+#   CONNECTIONS=64 DURATION=10s THREADS=2 ROUNDS=3 bench/infer_v2/run.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,6 +14,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CONNECTIONS=${CONNECTIONS:-64}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 PORT=${PORT:-18089}
 REFERENCE=${REFERENCE:-$ROOT/../shared/reference/seed_mlp.json}
 
@@ -51,7 +53,7 @@ export CHARTER_KEY=$("$BIN" keys create --tenant bench --scopes inference)
 
 URL="http://127.0.0.1:$PORT/v2/models/seed/infer"
 # Audit on (the default) and off, back to back: issue 6 asks what the log costs.
-for audit in on off; do
+for audit in $(for _ in $(seq "$ROUNDS"); do echo on off; done); do
   flags=()
   [ "$audit" = off ] && flags=(--no-audit)
   "$BIN" serve --listen "127.0.0.1:$PORT" "${flags[@]}" &

@@ -440,19 +440,21 @@ struct Pending {
     answers: Vec<(Reply<AuditEntry>, AuditEntry)>,
 }
 
+/// Requests with what to answer each.
+type Answers = Vec<(Reply<AuditEntry>, Result<AuditEntry, String>)>;
+
 /// Answers requests from a task on the caller's runtime (started with the log): a
 /// request woken from another thread goes through the runtime's shared queue and may
 /// have to wake a parked worker, one system call per request; the answering task
 /// wakes them from a worker thread, for one cross-thread wake per batch.
 #[derive(Clone)]
 struct Dispatch {
-    sender: mpsc::UnboundedSender<Vec<(Reply<AuditEntry>, Result<AuditEntry, String>)>>,
+    sender: mpsc::UnboundedSender<Answers>,
 }
 
 impl Dispatch {
     fn start() -> Self {
-        let (sender, mut receiver) =
-            mpsc::unbounded_channel::<Vec<(Reply<AuditEntry>, Result<AuditEntry, String>)>>();
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Answers>();
         tokio::spawn(async move {
             while let Some(answers) = receiver.recv().await {
                 for (reply, result) in answers {
