@@ -345,7 +345,7 @@ fn batch_insert(backend: Backend) -> String {
 pub(crate) fn next_links<F>(
     mut size: i64,
     mut prev: String,
-    entries: &[NewAuditEntry],
+    entries: Vec<NewAuditEntry>,
     mut link: F,
 ) -> Result<Vec<AuditRecord>, StoreError>
 where
@@ -354,10 +354,10 @@ where
     let mut records = Vec::with_capacity(entries.len());
     for entry in entries {
         let seq = size + 1;
-        let entry_hash = link(seq, &prev, entry)?;
+        let entry_hash = link(seq, &prev, &entry)?;
         records.push(AuditRecord {
             seq,
-            entry: entry.clone(),
+            entry,
             prev_hash: std::mem::replace(&mut prev, entry_hash.clone()),
             entry_hash,
         });
@@ -384,7 +384,7 @@ where
     let records = next_links(
         row.try_get("size")?,
         row.try_get("last_hash")?,
-        entries,
+        entries.to_vec(),
         link,
     )?;
     let Some(last) = records.last() else {

@@ -85,10 +85,12 @@ impl SqliteAuditAppender {
         // The same durability as the pool's connections (see `Store::connect`).
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(sqlite_error)?;
-        // `synchronous = NORMAL`: commits are made durable by `WalSync` instead.
+        // `synchronous = NORMAL`: commits are made durable by `WalSync` instead. The
+        // connection only appends, so a small page cache (512 KiB) does.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+             PRAGMA cache_size = -512;",
         )
         .map_err(sqlite_error)?;
         let mut wal_path = path.as_os_str().to_owned();
@@ -124,7 +126,7 @@ impl SqliteAuditAppender {
     /// them durable: they are committed, but not yet on disk.
     pub fn append<F>(
         &mut self,
-        entries: &[NewAuditEntry],
+        entries: Vec<NewAuditEntry>,
         link: F,
     ) -> Result<(Vec<AuditRecord>, WalSync), StoreError>
     where

@@ -84,6 +84,7 @@ impl AuditLog {
     pub fn with_config(store: Store, signing_key: SigningKey, config: AuditConfig) -> Self {
         let (sender, receiver) = mpsc::channel(config.max_batch.max(1) * 8);
         let key = Arc::new(signing_key);
+        let postgres = store.backend() == store::Backend::Postgres;
         let writer = Writer {
             store: store.clone(),
             key: key.clone(),
@@ -100,10 +101,15 @@ impl AuditLog {
         let started = std::thread::Builder::new()
             .name("charter-audit".into())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
+                // Time for the writer's ticks; I/O only for PostgreSQL's connections
+                // (SQLite's need none, and a runtime without an I/O driver parks on a
+                // futex instead of epoll).
+                let mut runtime = tokio::runtime::Builder::new_current_thread();
+                runtime.enable_time();
+                if postgres {
+                    runtime.enable_io();
+                }
+                match runtime.build() {
                     Ok(runtime) => runtime.block_on(writer.run(receiver)),
                     Err(error) => tracing::error!(%error, "the audit writer could not start"),
                 }
@@ -289,7 +295,7 @@ impl Writer {
         // own), through its dedicated connection, and made durable by the syncer.
         let result = match self.sqlite_appender() {
             Ok(Some(appender)) => appender
-                .append(&entries, link)
+                .append(entries, link)
                 .map(|(records, wal)| (records, Some(wal))),
             Ok(None) => self
                 .store
