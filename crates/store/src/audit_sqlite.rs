@@ -201,3 +201,28 @@ pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
 fn sqlite_error(error: rusqlite::Error) -> StoreError {
     StoreError::Sqlite(error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_audit_connection_opens_the_file_the_url_names() {
+        let file = |url: &str| sqlite_file(url);
+        assert_eq!(
+            file("sqlite:///var/lib/charter/charter.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/charter/charter.db"))
+        );
+        assert_eq!(
+            file("sqlite://data/charter.db?mode=rwc"),
+            Some(PathBuf::from("data/charter.db"))
+        );
+        assert_eq!(file("sqlite:charter.db"), Some(PathBuf::from("charter.db")));
+        // In-memory databases and escaped paths append through the pool.
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://file.db?mode=memory&cache=shared"), None);
+        assert_eq!(file("sqlite:///tmp/a%20b.db?mode=rwc"), None);
+        assert_eq!(file("postgres://localhost/charter"), None);
+    }
+}

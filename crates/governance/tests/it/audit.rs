@@ -396,3 +396,44 @@ async fn the_writer_refuses_to_seal_a_tampered_chain() {
     let (entries, checkpoints) = audit::load(&log.store).await.unwrap();
     assert!(audit::verify(&entries, &checkpoints, &public).contains(&Finding::Edited { seq: 2 }));
 }
+
+/// Requests append through the writer's own SQLite connection while changes are moved
+/// from the outbox through the pool: both paths share the head lock, so the file holds
+/// one chain with every entry of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_and_pool_appends_on_one_sqlite_file_form_one_chain() {
+    let log = open_log(None).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        for n in 0..2 {
+            let writer = log.log.clone();
+            tasks.push(tokio::spawn(async move {
+                writer.record(entry(i * 3 + n)).await.unwrap().seq
+            }));
+        }
+        // One append through the writer's connection before each through the pool.
+        let seq = log.log.record(entry(i * 3 + 2)).await.unwrap().seq;
+        tasks.push(tokio::spawn(async move { seq }));
+        let name = types::TenantName::try_from(format!("t{i}").as_str()).unwrap();
+        log.store.create_tenant(&name, false).await.unwrap();
+        audit::chain_outbox(&log.store).await.unwrap();
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    audit::chain_outbox(&log.store).await.unwrap();
+    log.log.checkpoint().await.unwrap();
+    let (entries, checkpoints) = audit::load(&log.store).await.unwrap();
+    assert_eq!(entries.len(), 80);
+    let changes = entries
+        .iter()
+        .filter(|e| e.action == "tenant.create")
+        .count();
+    assert_eq!(changes, 20);
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 60);
+    assert_eq!(log.findings().await, vec![]);
+    assert_eq!(checkpoints.last().map(|c| c.size), Some(80));
+}
