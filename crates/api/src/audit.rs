@@ -76,7 +76,7 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
             let body = match axum::body::to_bytes(body, limit).await {
                 Ok(bytes) => {
                     if let Ok(mut slot) = input_sha256.lock() {
-                        *slot = Some(hex::encode(Sha256::digest(&bytes)));
+                        *slot = Some(crypto::hex_lower(&Sha256::digest(&bytes)));
                     }
                     Body::from(bytes)
                 }
@@ -110,7 +110,7 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     } else {
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(bytes) => {
-                let digest = hex::encode(Sha256::digest(&bytes));
+                let digest = crypto::hex_lower(&Sha256::digest(&bytes));
                 (Body::from(bytes), Some(digest), parts.status)
             }
             Err(error) => {
@@ -188,7 +188,7 @@ fn hash_request_body(request: Request, slot: Arc<Mutex<Option<String>>>) -> Requ
     let finish = futures::stream::once(async move {
         let digest = hasher
             .lock()
-            .map(|hasher| hex::encode(hasher.clone().finalize()))
+            .map(|hasher| crypto::hex_lower(&hasher.clone().finalize()))
             .ok();
         if let Ok(mut slot) = slot.lock() {
             *slot = digest;

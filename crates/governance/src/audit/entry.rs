@@ -132,6 +132,15 @@ pub fn entry_bytes(seq: i64, entry: &NewAuditEntry) -> Vec<u8> {
         write_json(&mut out, &key);
         out.push(b':');
         match value {
+            // What serde_json would write for a string with nothing to escape (no
+            // control characters, quotes or backslashes): hex digests, names, paths.
+            Field::Text(Some(text))
+                if !text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') =>
+            {
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            }
             Field::Text(Some(text)) => write_json(&mut out, &text),
             Field::Text(None) => out.extend_from_slice(b"null"),
             Field::Integer(number) => write_json(&mut out, &number),
@@ -156,7 +165,10 @@ fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// The link of entry `seq` after `prev_hash` (hex).
 pub fn entry_hash(seq: i64, prev_hash: &str, entry: &NewAuditEntry) -> Result<String, AuditError> {
     let prev = parse_hash(prev_hash)?;
-    Ok(hex::encode(chain_hash(prev, &entry_bytes(seq, entry))))
+    Ok(crypto::hex_lower(&chain_hash(
+        prev,
+        &entry_bytes(seq, entry),
+    )))
 }
 
 pub(crate) fn parse_hash(text: &str) -> Result<Hash, AuditError> {
