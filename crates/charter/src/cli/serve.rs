@@ -163,6 +163,12 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     // share a lock), so aborting the flusher afterwards cannot drop a tally mid-write.
     flush_usage(&state, &services).await;
     flusher.abort();
+    // Seal what the log holds, so a stopped server leaves no entry outside a checkpoint.
+    if let Some(log) = state.audit() {
+        if let Err(error) = log.checkpoint().await {
+            tracing::error!(%error, "sealing the final audit checkpoint failed");
+        }
+    }
     services.store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

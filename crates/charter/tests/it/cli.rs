@@ -380,6 +380,16 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     assert!(body.contains("charter_http_requests_total"), "{body}");
     stop(&mut server);
+    // Stopping sealed every entry into a checkpoint.
+    let verified = ok(charter(dir.path()).args(["audit", "verify"]));
+    let counts: Vec<u64> = verified
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    assert!(
+        counts.len() >= 2 && counts[0] >= 4 && counts[1] >= 1,
+        "{verified}"
+    );
 }
 
 #[test]
