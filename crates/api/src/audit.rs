@@ -62,7 +62,7 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     );
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(crate::REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
 
@@ -76,7 +76,7 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
             let body = match axum::body::to_bytes(body, limit).await {
                 Ok(bytes) => {
                     if let Ok(mut slot) = input_sha256.lock() {
-                        *slot = Some(crypto::hex_lower(&Sha256::digest(&bytes)));
+                        *slot = Some(crypto::sha256_hex(&bytes));
                     }
                     Body::from(bytes)
                 }
@@ -110,7 +110,7 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     } else {
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(bytes) => {
-                let digest = crypto::hex_lower(&Sha256::digest(&bytes));
+                let digest = crypto::sha256_hex(&bytes);
                 (Body::from(bytes), Some(digest), parts.status)
             }
             Err(error) => {

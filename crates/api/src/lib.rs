@@ -31,7 +31,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 pub use error::{ApiError, ApiResult};
 pub use state::{ApiConfig, AppState, MetricsRender};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the whole application: public routes, protected routes behind the
 /// authentication layer, and the shared layers around both.

@@ -41,12 +41,11 @@ pub fn subject(headers: &HeaderMap, body_field: Option<&str>) -> Result<Option<S
 }
 
 /// The request id the request-id layer set (or the client sent).
-pub fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> &str {
     headers
-        .get("x-request-id")
+        .get(crate::REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
-        .to_owned()
 }
 
 /// Maps privacy errors to the error table. Messages name entity kinds, never values.

@@ -47,9 +47,10 @@ async fn resolve_model(
 }
 
 /// A version that may serve the caller, and what its responses must carry.
-#[derive(Clone)]
 pub struct Admitted {
     pub version: VersionRecord,
+    /// [`version_digest`] of `version`, computed once per admission.
+    pub digest: String,
     /// Text the model's licence asks every response to carry.
     pub attribution: Option<String>,
 }
@@ -63,17 +64,22 @@ pub struct Admitted {
 /// request path does not query the store each time; card and model-policy changes made
 /// through this process clear the cache, changes made elsewhere apply within the TTL.
 /// Tenants that require signed models are checked on every request.
-pub async fn admit(state: &AppState, caller: &Caller, model: &str) -> Result<Admitted, ApiError> {
+pub async fn admit(
+    state: &AppState,
+    caller: &Caller,
+    model: &str,
+) -> Result<Arc<Admitted>, ApiError> {
     let alias = format!("{}|{}|{model}", caller.tenant, caller.is_admin);
     if let Some(admitted) = state.admissions().get(&alias) {
         return Ok(admitted);
     }
     let (model, version) = resolve_model(state, caller, model).await?;
     let (attribution, signed_only) = check_terms(state, caller, &model, &version).await?;
-    let admitted = Admitted {
+    let admitted = Arc::new(Admitted {
+        digest: version_digest(&version),
         version,
         attribution,
-    };
+    });
     if !signed_only {
         state.admissions().put(alias, admitted.clone());
     }
@@ -86,7 +92,7 @@ pub const ADMISSION_TTL: std::time::Duration = std::time::Duration::from_secs(2)
 /// Admissions by caller and model reference, for [`ADMISSION_TTL`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Admissions {
-    entries: types::TtlCache<String, Admitted>,
+    entries: types::TtlCache<String, Arc<Admitted>>,
 }
 
 impl Default for Admissions {
@@ -98,11 +104,11 @@ impl Default for Admissions {
 }
 
 impl Admissions {
-    fn get(&self, alias: &str) -> Option<Admitted> {
+    fn get(&self, alias: &str) -> Option<Arc<Admitted>> {
         self.entries.get(alias)
     }
 
-    fn put(&self, alias: String, admitted: Admitted) {
+    fn put(&self, alias: String, admitted: Arc<Admitted>) {
         self.entries.put(alias, admitted);
     }
 

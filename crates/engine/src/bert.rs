@@ -316,11 +316,13 @@ impl Dense {
             Precision::F32 => Weight::F32(weight),
             Precision::Bf16 => {
                 let (k, n) = weight.dims2()?;
-                let packed = PackedBf16::pack(&to_vec(&weight)?, k, n);
+                let values = to_vec(&weight)?;
                 if bf16::accelerated() {
-                    Weight::Bf16(packed)
+                    Weight::Bf16(PackedBf16::pack(&values, k, n))
                 } else {
-                    Weight::F32(Tensor::from_vec(packed.unpack(), (k, n), &Device::Cpu)?)
+                    // The same rounded weights, on the f32 path.
+                    let rounded = values.into_iter().map(bf16::round).collect();
+                    Weight::F32(Tensor::from_vec(rounded, (k, n), &Device::Cpu)?)
                 }
             }
         };

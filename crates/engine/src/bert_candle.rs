@@ -8,7 +8,7 @@
 //! machines without a GPU. The output has the fused path's shape: the real tokens'
 //! states, `[sum of lengths, hidden]`, padding removed.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::bert::{checked_root, validate, BertConfig};
@@ -110,15 +110,15 @@ impl CandleBert {
         let lens = validate(sequences, self.vocab_size, self.max_positions)?;
         let (batch, longest) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
         let mut ids = vec![0u32; batch * longest];
-        let mut mask = vec![0f32; batch * longest];
+        // Added to the attention scores: 0 for real tokens, MASKED for padding.
+        let mut mask = vec![MASKED as f32; batch * longest];
         for (row, sequence) in sequences.iter().enumerate() {
             let sequence = sequence.as_ref();
             ids[row * longest..][..sequence.len()].copy_from_slice(sequence);
-            mask[row * longest..][..sequence.len()].fill(1.0);
+            mask[row * longest..][..sequence.len()].fill(0.0);
         }
         let ids = Tensor::from_vec(ids, batch * longest, &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, 1, 1, longest), &self.device)?;
-        let additive_mask = ((mask - 1.0)? * -MASKED)?;
+        let additive_mask = Tensor::from_vec(mask, (batch, 1, 1, longest), &self.device)?;
 
         let hidden = self.hidden_size;
         let words = self
@@ -161,13 +161,11 @@ impl CandleBert {
         let states = x
             .to_device(&Device::Cpu)?
             .to_dtype(DType::F32)?
-            .flatten_to(D::Minus2)?
-            .to_vec2::<f32>()?;
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let mut out = Vec::with_capacity(lens.iter().sum::<usize>() * hidden);
         for (row, &len) in lens.iter().enumerate() {
-            for state in &states[row * longest..row * longest + len] {
-                out.extend_from_slice(state);
-            }
+            out.extend_from_slice(&states[row * longest * hidden..][..len * hidden]);
         }
         Ok(out)
     }

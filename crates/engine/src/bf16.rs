@@ -48,6 +48,11 @@ pub(crate) fn from_bf16(x: u16) -> f32 {
     f32::from_bits(u32::from(x) << 16)
 }
 
+/// `x` rounded to the nearest bf16, as f32: the weight the bf16 products use.
+pub(crate) fn round(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
 /// A `[k, n]` weight matrix in bf16, packed for [`PackedBf16::matmul`].
 pub(crate) struct PackedBf16 {
     k: usize,
@@ -93,6 +98,7 @@ impl PackedBf16 {
 
     /// The weights widened back to a row-major `[k, n]` f32 matrix (what the products
     /// compute with, up to the rounding of the activations).
+    #[cfg(test)]
     pub(crate) fn unpack(&self) -> Vec<f32> {
         let mut out = vec![0.0; self.k * self.n];
         for (row, out_row) in out.chunks_exact_mut(self.n).enumerate() {
@@ -103,6 +109,7 @@ impl PackedBf16 {
         out
     }
 
+    #[cfg(test)]
     fn weight_bits(&self, row: usize, col: usize) -> u16 {
         let word = self.panels[((col / NR) * self.k_pairs + row / 2) * NR + col % NR];
         if row.is_multiple_of(2) {

@@ -9,8 +9,9 @@
 //!
 //! State lives in this process's memory. With several replicas each enforces the limits
 //! on its own share of the traffic (N replicas let through up to N× the limit); the
-//! daily counter starts from zero after a restart. Both are documented operator
-//! trade-offs: limits are for fairness and protection, the metered usage in the store
+//! daily counter is seeded from the metered usage in the store on first use each day
+//! ([`RateLimiter::days_to_seed`]), so it survives a restart. Both are documented
+//! operator trade-offs: limits are for fairness and protection, the metered usage in the store
 //! is the record of what was used.
 
 use std::collections::HashMap;
@@ -166,10 +167,11 @@ impl RateLimiter {
     /// store, marked as read: the caller adds what the store says with
     /// [`RateLimiter::add_to_day`]. This is how daily quotas survive a restart.
     pub fn days_to_seed(&self, who: Charged<'_>) -> Vec<LimitOwner> {
-        let (now, today) = (Instant::now(), Day::today());
-        if who.limits.is_unlimited() {
+        // Only daily quotas are seeded; the windows are synced again by `take`.
+        if positive(who.limits.key.tpd).is_none() && positive(who.limits.tenant.tpd).is_none() {
             return Vec::new();
         }
+        let (now, today) = (Instant::now(), Day::today());
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut owners = Vec::new();
         for (owner, subject, limits) in subjects(&who) {

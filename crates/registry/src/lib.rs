@@ -28,9 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use blobstore::{BlobError, BlobStore, Digest, TenantKey};
+use blobstore::{BlobError, BlobStore, Digest};
 use types::{ModelName, ModelRef, TenantName};
 
+pub use blobstore::TenantKey;
 pub use cards::{LicenseDenied, VersionLineage};
 pub use error::{ImportError, RegistryError};
 pub use keys::RotationReport;

@@ -5,13 +5,15 @@
 //! each entry's link while holding the head lock, so the chain stays one chain even
 //! when several processes append to one PostgreSQL.
 
+use std::sync::LazyLock;
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::{Backend, Store, StoreError};
 
 /// An entry before it has a place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct NewAuditEntry {
     pub recorded_at: i64,
     pub tenant: Option<String>,
@@ -26,10 +28,12 @@ pub struct NewAuditEntry {
     pub model_digest: Option<String>,
 }
 
-/// A stored entry: its fields, its position and its chain links (hex).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored entry: its fields, its position and its chain links (hex). Serialises as
+/// one flat object with the table's column names (the batch insert reads that).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditRecord {
     pub seq: i64,
+    #[serde(flatten)]
     pub entry: NewAuditEntry,
     pub prev_hash: String,
     pub entry_hash: String,
@@ -102,14 +106,15 @@ impl Store {
     /// error from `link` rolls the whole batch back.
     pub async fn append_audit<F>(
         &self,
-        entries: &[NewAuditEntry],
+        entries: Vec<NewAuditEntry>,
         link: F,
     ) -> Result<Vec<AuditRecord>, StoreError>
     where
         F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
     {
         let mut tx = self.pool.begin().await?;
-        let records = append_in(&mut tx, self.backend, entries, link).await?;
+        let head = lock_head(&mut tx).await?;
+        let records = append_in(&mut tx, self.backend, head, entries, link).await?;
         tx.commit().await?;
         Ok(records)
     }
@@ -133,9 +138,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        // The head lock first (see `append_in`), so two writers never move the same
-        // records.
-        lock_head(&mut tx).await?;
+        // The head lock first, so two writers never move the same records.
+        let head = lock_head(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT id, recorded_at, tenant, action, resource FROM audit_outbox \
              ORDER BY id LIMIT $1",
@@ -160,7 +164,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let records = append_in(&mut tx, self.backend, &entries, link).await?;
+        let records = append_in(&mut tx, self.backend, head, entries, link).await?;
         sqlx::query("DELETE FROM audit_outbox WHERE id <= $1")
             .bind(last_id)
             .execute(&mut *tx)
@@ -262,81 +266,46 @@ impl Store {
     }
 }
 
-/// Takes the chain head's lock: a row lock on PostgreSQL, the database write lock on
-/// SQLite (a deferred transaction that read first could not upgrade).
-async fn lock_head(tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-    sqlx::query("UPDATE audit_head SET size = size WHERE id = 1")
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// Takes the chain head's lock (a row lock on PostgreSQL, the database write lock on
+/// SQLite: a deferred transaction that read first could not upgrade) and returns the
+/// head: the chain's size and last link.
+async fn lock_head(tx: &mut sqlx::AnyConnection) -> Result<(i64, String), StoreError> {
+    let row =
+        sqlx::query("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size, last_hash")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok((row.try_get("size")?, row.try_get("last_hash")?))
 }
 
-/// One row of a batch as the insert statement reads it from JSON.
-#[derive(serde::Serialize)]
-struct InsertRow<'a> {
-    seq: i64,
-    recorded_at: i64,
-    tenant: Option<&'a str>,
-    key_id: Option<&'a str>,
-    action: &'a str,
-    resource: &'a str,
-    status: i64,
-    latency_ms: i64,
-    request_id: Option<&'a str>,
-    input_sha256: Option<&'a str>,
-    output_sha256: Option<&'a str>,
-    model_digest: Option<&'a str>,
-    prev_hash: &'a str,
-    entry_hash: &'a str,
-}
-
-impl<'a> From<&'a AuditRecord> for InsertRow<'a> {
-    fn from(record: &'a AuditRecord) -> Self {
-        let entry = &record.entry;
-        Self {
-            seq: record.seq,
-            recorded_at: entry.recorded_at,
-            tenant: entry.tenant.as_deref(),
-            key_id: entry.key_id.as_deref(),
-            action: &entry.action,
-            resource: &entry.resource,
-            status: entry.status,
-            latency_ms: entry.latency_ms,
-            request_id: entry.request_id.as_deref(),
-            input_sha256: entry.input_sha256.as_deref(),
-            output_sha256: entry.output_sha256.as_deref(),
-            model_digest: entry.model_digest.as_deref(),
-            prev_hash: &record.prev_hash,
-            entry_hash: &record.entry_hash,
-        }
-    }
-}
-
-/// The statement that inserts a whole batch from one JSON array of [`InsertRow`]s.
+/// The statement that inserts a whole batch from one JSON array of [`AuditRecord`]s.
 /// One statement and one bound value per batch, however large: a statement per row
 /// costs a round trip to the database (on SQLite, to sqlx's worker thread) each, and a
 /// many-row `VALUES` list makes sqlx's SQLite driver scan parameter names for every
 /// bind. Both were measured slower.
-fn batch_insert(backend: Backend) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let values = COLUMNS
-                .split(", ")
-                .map(|column| format!("value ->> '{column}'"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "INSERT INTO audit_entries ({COLUMNS}) SELECT {values} FROM json_each($1) \
-                 ORDER BY key"
-            )
-        }
-        Backend::Postgres => format!(
+fn batch_insert(backend: Backend) -> &'static str {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        let values = COLUMNS
+            .split(", ")
+            .map(|column| format!("value ->> '{column}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO audit_entries ({COLUMNS}) SELECT {values} FROM json_each($1) \
+             ORDER BY key"
+        )
+    });
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "INSERT INTO audit_entries ({COLUMNS}) SELECT {COLUMNS} FROM \
              json_to_recordset($1::json) AS row(seq BIGINT, recorded_at BIGINT, \
              tenant TEXT, key_id TEXT, action TEXT, resource TEXT, status BIGINT, \
              latency_ms BIGINT, request_id TEXT, input_sha256 TEXT, output_sha256 TEXT, \
              model_digest TEXT, prev_hash TEXT, entry_hash TEXT) ORDER BY seq"
-        ),
+        )
+    });
+    match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
     }
 }
 
@@ -366,35 +335,25 @@ where
     Ok(records)
 }
 
-/// Appends `entries` to the chain inside the caller's transaction.
+/// Appends `entries` to the chain inside the caller's transaction, after `head` (read
+/// by [`lock_head`] in that transaction).
 async fn append_in<F>(
     tx: &mut sqlx::AnyConnection,
     backend: Backend,
-    entries: &[NewAuditEntry],
+    (size, last_hash): (i64, String),
+    entries: Vec<NewAuditEntry>,
     link: F,
 ) -> Result<Vec<AuditRecord>, StoreError>
 where
     F: FnMut(i64, &str, &NewAuditEntry) -> Result<String, StoreError>,
 {
-    // Takes the head lock and reads the head in one statement.
-    let row =
-        sqlx::query("UPDATE audit_head SET size = size WHERE id = 1 RETURNING size, last_hash")
-            .fetch_one(&mut *tx)
-            .await?;
-    let records = next_links(
-        row.try_get("size")?,
-        row.try_get("last_hash")?,
-        entries.to_vec(),
-        link,
-    )?;
+    let records = next_links(size, last_hash, entries, link)?;
     let Some(last) = records.last() else {
         return Ok(records);
     };
-    let (size, prev) = (last.seq, last.entry_hash.clone());
-    let rows: Vec<InsertRow<'_>> = records.iter().map(InsertRow::from).collect();
-    let rows = serde_json::to_string(&rows)
+    let rows = serde_json::to_string(&records)
         .map_err(|error| StoreError::Corrupt(format!("audit batch: {error}")))?;
-    let inserted = sqlx::query(&batch_insert(backend))
+    let inserted = sqlx::query(batch_insert(backend))
         .bind(rows)
         .execute(&mut *tx)
         .await?
@@ -406,8 +365,8 @@ where
         )));
     }
     sqlx::query("UPDATE audit_head SET size = $1, last_hash = $2 WHERE id = 1")
-        .bind(size)
-        .bind(prev)
+        .bind(last.seq)
+        .bind(last.entry_hash.clone())
         .execute(&mut *tx)
         .await?;
     Ok(records)

@@ -7,7 +7,9 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Entries kept before expired ones are swept on insert.
+/// Entries kept before expired ones are swept on insert; after a sweep, the next one
+/// waits until the map has doubled (so a map of mostly live entries is not scanned on
+/// every insert).
 const SWEEP_ABOVE: usize = 10_000;
 
 /// Values by key, each trusted for `ttl` after it was put. Cheap to clone (shared).
@@ -15,7 +17,23 @@ const SWEEP_ABOVE: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct TtlCache<K, V> {
     ttl: Duration,
-    entries: Arc<Mutex<HashMap<K, (V, Instant)>>>,
+    entries: Arc<Mutex<Entries<K, V>>>,
+}
+
+/// The map and the size at which it is next swept.
+#[derive(Debug)]
+struct Entries<K, V> {
+    map: HashMap<K, (V, Instant)>,
+    sweep_above: usize,
+}
+
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            sweep_above: SWEEP_ABOVE,
+        }
+    }
 }
 
 impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
@@ -33,17 +51,18 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         Q: Eq + Hash + ?Sized,
     {
         let entries = self.entries.lock().ok()?;
-        let (value, at) = entries.get(key)?;
+        let (value, at) = entries.map.get(key)?;
         (at.elapsed() < self.ttl).then(|| value.clone())
     }
 
     pub fn put(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > SWEEP_ABOVE {
+            if entries.map.len() > entries.sweep_above {
                 let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                entries.map.retain(|_, (_, at)| at.elapsed() < ttl);
+                entries.sweep_above = SWEEP_ABOVE.max(entries.map.len() * 2);
             }
-            entries.insert(key, (value, Instant::now()));
+            entries.map.insert(key, (value, Instant::now()));
         }
     }
 
@@ -53,13 +72,13 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         Q: Eq + Hash + ?Sized,
     {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
+            entries.map.remove(key);
         }
     }
 
     pub fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+            entries.map.clear();
         }
     }
 }

@@ -65,15 +65,15 @@ pub async fn deploy(
     Path(name): Path<ModelName>,
     Query(params): Query<DeployParams>,
 ) -> ApiResult<Json<DeploymentView>> {
-    let version = serving::admit(
+    let admitted = serving::admit(
         &state,
         &guard.principal.caller(),
         &model_ref(&name, params.version),
     )
-    .await?
-    .version;
-    let deployment = serving::encoder(&state, &version, params.precision.map(|p| p.0)).await?;
-    Ok(Json(view(&version, Some(deployment.precision))))
+    .await?;
+    let version = &admitted.version;
+    let deployment = serving::encoder(&state, version, params.precision.map(|p| p.0)).await?;
+    Ok(Json(view(version, Some(deployment.precision))))
 }
 
 /// Unloads a model version; requests already queued still finish.

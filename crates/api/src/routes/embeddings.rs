@@ -99,11 +99,9 @@ pub async fn create(
         .map_err(privacy_error)?;
     let inputs = apply_input_policy(&mut privacy, inputs)?;
     let stored_input = privacy.settings().retention_secs.map(|_| inputs.as_json());
-    let serving::Admitted {
-        version,
-        attribution,
-    } = serving::admit(&state, &guard.principal.caller(), &request.model).await?;
-    let deployment = serving::encoder(&state, &version, None).await?;
+    let admitted = serving::admit(&state, &guard.principal.caller(), &request.model).await?;
+    let version = &admitted.version;
+    let deployment = serving::encoder(&state, version, None).await?;
     let dim = deployment.encoder.dim();
     if let Some(dimensions) = request.dimensions {
         if dimensions != dim as u64 {
@@ -134,7 +132,7 @@ pub async fn create(
     metrics::counter!("charter_embedding_tokens_total").increment(n_tokens as u64);
     limits::meter(&state, &guard.principal, version.model.as_str(), n_tokens);
     let vault = privacy
-        .finish(&privacy::request_id(&headers), "/v1/embeddings", || {
+        .finish(privacy::request_id(&headers), "/v1/embeddings", || {
             serde_json::json!({
                 "model": request.model,
                 "input": stored_input,
@@ -166,10 +164,10 @@ pub async fn create(
             prompt_tokens: n_tokens,
             total_tokens: n_tokens,
         },
-        attribution,
+        attribution: admitted.attribution.clone(),
     };
     // The audit entry and the receipt name the exact version that answered.
-    let answered_by = AuditModel(serving::version_digest(&version));
+    let answered_by = AuditModel(admitted.digest.clone());
     response_headers.extend(serving::attribution_headers(
         response.attribution.as_deref(),
     ));

@@ -14,7 +14,6 @@ use axum::http::HeaderMap;
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use types::ModelRef;
 use utoipa::ToSchema;
 
 use crate::audit::AuditModel;
@@ -135,16 +134,11 @@ pub async fn explain(
 ) -> ApiResult<(Extension<AuditModel>, HeaderMap, Json<ExplainResponse>)> {
     let caller = guard.principal.caller();
     // An explanation is a use of the model: its licence terms and signature apply.
-    let serving::Admitted {
-        version,
-        attribution,
-    } = serving::admit(&state, &caller, &request.model).await?;
-    let answered_by = AuditModel(serving::version_digest(&version));
+    let admitted = serving::admit(&state, &caller, &request.model).await?;
+    let (version, attribution) = (&admitted.version, &admitted.attribution);
+    let answered_by = AuditModel(admitted.digest.clone());
     let (method, explanation) = if version.manifest.file(jobs::train::MARKER_FILE).is_some() {
-        let model_ref: ModelRef = format!("{}:{}", version.model, version.version)
-            .parse()
-            .map_err(|e| ApiError::internal(&e))?;
-        let (_, loaded) = super::v2::loaded(&state, &caller, &model_ref).await?;
+        let (_, loaded) = super::v2::loaded(&state, &caller, &version.model_ref()).await?;
         let explanation = explain_tensor(loaded.model.clone(), &request).await?;
         ("integrated_gradients", Explanation::Tensor(explanation))
     } else {
@@ -166,12 +160,12 @@ pub async fn explain(
             }
             (text, compare_to) => (text, compare_to),
         };
-        let deployment = serving::encoder(&state, &version, None).await?;
+        let deployment = serving::encoder(&state, version, None).await?;
         let explanation = explain_similarity(deployment.encoder.clone(), text, compare_to).await?;
         // Pseudonyms it made stay revealable like those of any other request.
         privacy
             .finish(
-                &crate::privacy::request_id(&request_headers),
+                crate::privacy::request_id(&request_headers),
                 "/v1/explain",
                 || serde_json::json!({"model": request.model}),
             )

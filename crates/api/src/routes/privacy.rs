@@ -168,7 +168,7 @@ pub async fn redact(
         .map_err(privacy_error)?;
     let vault = scope
         .finish(
-            &request_id(&headers),
+            request_id(&headers),
             "/v1/privacy/redact",
             || serde_json::json!({ "text": checked.text.as_str() }),
         )

@@ -299,7 +299,7 @@ impl Writer {
                 .map(|(records, wal)| (records, Some(wal))),
             Ok(None) => self
                 .store
-                .append_audit(&entries, link)
+                .append_audit(entries, link)
                 .await
                 .map(|records| (records, None)),
             Err(error) => Err(error),
@@ -363,8 +363,7 @@ impl Writer {
             },
             None => pending,
         };
-        let synced = pending.wal.sync().map_err(|error| error.to_string());
-        self.dispatch.answer(pending.answers, synced);
+        sync_and_answer(vec![pending], &self.dispatch);
     }
 
     /// The dedicated SQLite connection appends go through, opened on first use (and
@@ -496,22 +495,27 @@ fn run_syncer(receiver: std::sync::mpsc::Receiver<Pending>, dispatch: &Dispatch)
     while let Ok(first) = receiver.recv() {
         let mut pending = vec![first];
         pending.extend(receiver.try_iter());
-        // One sync per WAL file; there is only one unless SQLite replaced the file.
-        let mut synced: Vec<(WalSync, Result<(), String>)> = Vec::new();
-        for batch in pending {
-            let result = match synced.iter().find(|(wal, _)| wal.same_file(&batch.wal)) {
-                Some((_, result)) => result.clone(),
-                None => {
-                    let result = batch.wal.sync().map_err(|error| error.to_string());
-                    if let Err(error) = &result {
-                        tracing::error!(%error, "syncing the audit log failed");
-                    }
-                    synced.push((batch.wal.clone(), result.clone()));
-                    result
+        sync_and_answer(pending, dispatch);
+    }
+}
+
+/// Syncs the WAL for `batches`, all committed before this call, once per file (there
+/// is only one unless SQLite replaced the file), and answers them.
+fn sync_and_answer(batches: Vec<Pending>, dispatch: &Dispatch) {
+    let mut synced: Option<(WalSync, Result<(), String>)> = None;
+    for batch in batches {
+        let result = match &synced {
+            Some((wal, result)) if wal.same_file(&batch.wal) => result.clone(),
+            _ => {
+                let result = batch.wal.sync().map_err(|error| error.to_string());
+                if let Err(error) = &result {
+                    tracing::error!(%error, "syncing the audit log failed");
                 }
-            };
-            dispatch.answer(batch.answers, result);
-        }
+                synced = Some((batch.wal.clone(), result.clone()));
+                result
+            }
+        };
+        dispatch.answer(batch.answers, result);
     }
 }
 

@@ -239,7 +239,7 @@ impl Privacy {
         subject: &Subject,
     ) -> Result<String, PrivacyError> {
         let key = self.registry.tenant_key(tenant).await?;
-        Ok(key.keyed_tag("subject", subject.as_str().as_bytes()))
+        Ok(subject_tag(&key, subject))
     }
 }
 
@@ -323,7 +323,7 @@ impl RequestPrivacy {
         let subject_tag = self
             .subject
             .as_ref()
-            .map(|subject| key.keyed_tag("subject", subject.as_str().as_bytes()));
+            .map(|subject| subject_tag(&key, subject));
         let now = types::unix_now();
         let vault = if mapping.is_empty() {
             None
@@ -368,12 +368,19 @@ impl RequestPrivacy {
         direction: Direction,
         texts: &[String],
     ) -> Result<Vec<Redacted>, PrivacyError> {
-        let policy = self.settings.policies.for_direction(direction).clone();
+        let policy = self.settings.policies.for_direction(direction);
+        let scope = &mut self.scope;
         texts
             .iter()
-            .map(|text| Ok(self.scope.apply(text, &policy)?.text))
+            .map(|text| Ok(scope.apply(text, policy)?.text))
             .collect()
     }
+}
+
+/// The keyed tag a data subject is stored under in `key`'s tenant: what requests record
+/// and what erasure looks for, so both must come from here.
+fn subject_tag(key: &registry::TenantKey, subject: &Subject) -> String {
+    key.keyed_tag("subject", subject.as_str().as_bytes())
 }
 
 /// The mode a caller of the redaction endpoint may ask for instead of the tenant's
