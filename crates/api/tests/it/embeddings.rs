@@ -46,8 +46,8 @@ fn reference() -> Vec<Reference> {
         .collect()
 }
 
-async fn app_with_minilm(config: api::ApiConfig) -> (TestApp, String) {
-    let app = TestApp::with_config(config).await;
+/// Imports all-MiniLM-L6-v2 as the shared model `minilm`.
+pub async fn import_shared_minilm(app: &TestApp) {
     let mut request =
         registry::ImportRequest::new("minilm".parse().unwrap(), "admin".parse().unwrap());
     request.shared = true;
@@ -55,6 +55,11 @@ async fn app_with_minilm(config: api::ApiConfig) -> (TestApp, String) {
         .import_dir(&model_dir(), request)
         .await
         .unwrap();
+}
+
+async fn app_with_minilm(config: api::ApiConfig) -> (TestApp, String) {
+    let app = TestApp::with_config(config).await;
+    import_shared_minilm(&app).await;
     let key = app.admin_key().await;
     (app, key)
 }

@@ -20,13 +20,7 @@ async fn app() -> TestApp {
 /// An app over `config` with all-MiniLM-L6-v2 imported as the shared model `minilm`.
 async fn app_with(config: api::ApiConfig) -> TestApp {
     let app = TestApp::with_config(config).await;
-    let mut request =
-        registry::ImportRequest::new("minilm".parse().unwrap(), "admin".parse().unwrap());
-    request.shared = true;
-    app.registry
-        .import_dir(&crate::embeddings::model_dir(), request)
-        .await
-        .unwrap();
+    crate::embeddings::import_shared_minilm(&app).await;
     app
 }
 

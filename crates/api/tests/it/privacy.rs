@@ -81,17 +81,6 @@ async fn erase(app: &TestApp, path: &str, key: &str) -> Reply {
     app.call(Method::DELETE, path, Some(key), None).await
 }
 
-/// Imports all-MiniLM-L6-v2 as a shared model.
-async fn import_minilm(app: &TestApp) {
-    let mut request =
-        registry::ImportRequest::new("minilm".parse().unwrap(), "admin".parse().unwrap());
-    request.shared = true;
-    app.registry
-        .import_dir(&crate::embeddings::model_dir(), request)
-        .await
-        .unwrap();
-}
-
 async fn embed(app: &TestApp, key: &str, body: Value, subject: Option<&str>) -> Reply {
     let mut builder = Request::builder()
         .method(Method::POST)
@@ -241,7 +230,7 @@ async fn settings_are_admin_only_validated_and_shown() {
 #[tokio::test]
 async fn the_model_embeds_what_the_input_policy_left() {
     let app = TestApp::new().await;
-    import_minilm(&app).await;
+    crate::embeddings::import_shared_minilm(&app).await;
     app.tenant("acme").await;
     let key = app.key("acme", "inference").await;
     let raw = format!("please write to {EMAIL} about the invoice");
@@ -290,7 +279,7 @@ async fn the_model_embeds_what_the_input_policy_left() {
 #[tokio::test]
 async fn payloads_are_stored_only_when_retained_and_erasure_leaves_nothing_of_the_subject() {
     let app = audited_app().await;
-    import_minilm(&app).await;
+    crate::embeddings::import_shared_minilm(&app).await;
     app.tenant("acme").await;
     let key = app.key("acme", "inference,data").await;
     let acme: types::TenantName = "acme".parse().unwrap();
