@@ -49,6 +49,24 @@ pub struct CheckpointRecord {
     pub signature: String,
 }
 
+/// The Merkle frontier a checkpoint was sealed over: the peaks of its compact range
+/// (hex, largest subtree first) and the chain's last link at its size. Stored beside
+/// the checkpoint so a restarted writer resumes from it rather than re-reading and
+/// re-hashing the whole chain, which on a large log held every request for seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFrontier {
+    pub size: i64,
+    pub peaks: Vec<String>,
+    pub last_hash: String,
+}
+
+impl CheckpointFrontier {
+    /// The peaks as stored: comma-separated hex.
+    pub(crate) fn peaks_column(&self) -> String {
+        self.peaks.join(",")
+    }
+}
+
 /// Which entries [`Store::list_audit`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -227,21 +245,52 @@ impl Store {
         rows.iter().map(AuditRecord::from_row).collect()
     }
 
-    /// Stores a checkpoint; a second one at the same size (another replica sealed
-    /// the same head) is ignored.
-    pub async fn insert_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (size, root, signed_at, key_id, signature) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (size) DO NOTHING",
-        )
-        .bind(checkpoint.size)
-        .bind(checkpoint.root.clone())
-        .bind(checkpoint.signed_at)
-        .bind(checkpoint.key_id.clone())
-        .bind(checkpoint.signature.clone())
-        .execute(&self.pool)
-        .await?;
+    /// Stores a checkpoint, with the frontier it was sealed over when known; a second
+    /// one at the same size (another replica sealed the same head) is ignored.
+    pub async fn insert_checkpoint(
+        &self,
+        checkpoint: &CheckpointRecord,
+        frontier: Option<&CheckpointFrontier>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_CHECKPOINT)
+            .bind(checkpoint.size)
+            .bind(checkpoint.root.clone())
+            .bind(checkpoint.signed_at)
+            .bind(checkpoint.key_id.clone())
+            .bind(checkpoint.signature.clone())
+            .bind(frontier.map(CheckpointFrontier::peaks_column))
+            .bind(frontier.map(|f| f.last_hash.clone()))
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// The latest checkpoint that has its frontier stored, with that frontier.
+    pub async fn latest_checkpoint_frontier(
+        &self,
+    ) -> Result<Option<(CheckpointRecord, CheckpointFrontier)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, signed_at, key_id, signature, frontier, last_hash \
+             FROM audit_checkpoints WHERE frontier IS NOT NULL AND last_hash IS NOT NULL \
+             ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let checkpoint = CheckpointRecord::from_row(&row)?;
+        let peaks: String = row.try_get("frontier")?;
+        let frontier = CheckpointFrontier {
+            size: checkpoint.size,
+            peaks: peaks
+                .split(',')
+                .filter(|peak| !peak.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            last_hash: row.try_get("last_hash")?,
+        };
+        Ok(Some((checkpoint, frontier)))
     }
 
     /// All checkpoints, smallest first.
@@ -265,6 +314,11 @@ impl Store {
         row.as_ref().map(CheckpointRecord::from_row).transpose()
     }
 }
+
+/// Inserts a checkpoint row with its frontier (see [`Store::insert_checkpoint`]).
+pub(crate) const INSERT_CHECKPOINT: &str =
+    "INSERT INTO audit_checkpoints (size, root, signed_at, key_id, signature, frontier, \
+     last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (size) DO NOTHING";
 
 /// Takes the chain head's lock (a row lock on PostgreSQL, the database write lock on
 /// SQLite: a deferred transaction that read first could not upgrade) and returns the

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::audit::{next_links, COLUMNS};
-use crate::{AuditRecord, NewAuditEntry, Store, StoreError};
+use crate::audit::{next_links, COLUMNS, INSERT_CHECKPOINT};
+use crate::{AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry, Store, StoreError};
 
 /// A synchronous connection for appending audit batches; see the module docs.
 pub struct SqliteAuditAppender {
@@ -179,6 +179,34 @@ impl SqliteAuditAppender {
             .map_err(sqlite_error)?;
         tx.commit().map_err(sqlite_error)?;
         Ok((records, self.wal()?))
+    }
+}
+
+impl SqliteAuditAppender {
+    /// Stores a checkpoint as [`Store::insert_checkpoint`] does, through this
+    /// connection: no round trip to the pool's worker and no sync of its own (the
+    /// row reaches the disk with the next batch's [`WalSync`]; a checkpoint lost in a
+    /// crash is sealed again from the entries, which are durable).
+    pub fn insert_checkpoint(
+        &mut self,
+        checkpoint: &CheckpointRecord,
+        frontier: Option<&CheckpointFrontier>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(INSERT_CHECKPOINT)
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    checkpoint.size,
+                    checkpoint.root,
+                    checkpoint.signed_at,
+                    checkpoint.key_id,
+                    checkpoint.signature,
+                    frontier.map(CheckpointFrontier::peaks_column),
+                    frontier.map(|f| f.last_hash.as_str()),
+                ])
+            })
+            .map_err(sqlite_error)?;
+        Ok(())
     }
 }
 

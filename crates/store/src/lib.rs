@@ -34,7 +34,7 @@ use types::TenantName;
 /// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
 pub use sqlx;
 
-pub use audit::{AuditFilter, AuditRecord, CheckpointRecord, NewAuditEntry};
+pub use audit::{AuditFilter, AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry};
 pub use audit_sqlite::{SqliteAuditAppender, WalSync};
 pub use data_keys::DataKeyRecord;
 pub use datasets::{DatasetRecord, NewDataset};
@@ -190,6 +190,11 @@ impl Store {
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// True once [`Store::close`] has been called.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 }
 

@@ -380,6 +380,11 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     assert_eq!(status, 200);
     assert!(body.contains("charter_http_requests_total"), "{body}");
     stop(&mut server);
+    // It stopped without an error logged (the audit writer once tried a last seal on
+    // the closed store).
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(!log.contains("ERROR"), "{log}");
     // Stopping sealed every entry into a checkpoint.
     let verified = ok(charter(dir.path()).args(["audit", "verify"]));
     let counts: Vec<u64> = verified

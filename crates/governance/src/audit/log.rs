@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crypto::merkle::{leaf_hash, Checkpoint, CompactRange};
 use crypto::signing::SigningKey;
 use store::{
-    AuditRecord, CheckpointRecord, NewAuditEntry, SqliteAuditAppender, Store, StoreError, WalSync,
+    AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry, SqliteAuditAppender, Store,
+    StoreError, WalSync,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -245,11 +246,11 @@ impl Writer {
                         }
                         self.append(batch).await;
                         for reply in seals {
-                            let _ = reply.send(self.seal(true).await.map_err(|e| e.to_string()));
+                            let _ = reply.send(self.seal_and_report().await.map_err(|e| e.to_string()));
                         }
                     }
                     Some(Command::Seal(reply)) => {
-                        let _ = reply.send(self.seal(true).await.map_err(|e| e.to_string()));
+                        let _ = reply.send(self.seal_and_report().await.map_err(|e| e.to_string()));
                     }
                     None => break,
                 },
@@ -265,8 +266,12 @@ impl Writer {
                 }
             }
         }
-        if let Err(error) = self.seal(false).await {
-            tracing::error!(%error, "sealing the final audit checkpoint failed");
+        // The last handle is gone. When its owner has closed the store (`serve` seals
+        // its final checkpoint before that), there is nothing left to do.
+        if !self.store.is_closed() {
+            if let Err(error) = self.seal(false).await {
+                tracing::error!(%error, "sealing the final audit checkpoint failed");
+            }
         }
     }
 
@@ -375,19 +380,23 @@ impl Writer {
         Ok(self.appender.as_mut())
     }
 
+    /// Seals when due (or `force`; see [`Writer::seal`]) and returns the latest
+    /// checkpoint, for explicit requests.
+    async fn seal_and_report(&mut self) -> Result<Option<CheckpointRecord>, AuditError> {
+        match self.seal(true).await? {
+            Some(sealed) => Ok(Some(sealed)),
+            None => Ok(self.store.latest_checkpoint().await?),
+        }
+    }
+
     /// Catches the frontier up with the store, checking every new link, and signs a
-    /// checkpoint when there are unsealed entries and one is due (or `force`).
+    /// checkpoint when there are unsealed entries and one is due (or `force`); returns
+    /// the checkpoint it signed.
     async fn seal(&mut self, force: bool) -> Result<Option<CheckpointRecord>, AuditError> {
         // Changes committed so far belong in the checkpoint.
         chain_outbox(&self.store).await?;
         if self.sealer.is_none() {
-            let latest = self.store.latest_checkpoint().await?;
-            self.sealer = Some(Sealer {
-                range: CompactRange::new(),
-                last_hash: hex::encode([0u8; 32]),
-                sealed_size: latest.map(|c| c.size as u64).unwrap_or(0),
-                sealed_at: Instant::now(),
-            });
+            self.sealer = Some(Sealer::resume(&self.store).await?);
         }
         let sealer = self.sealer.as_mut().expect("set above: this is a bug");
         loop {
@@ -421,21 +430,82 @@ impl Writer {
             && (force
                 || size >= sealer.sealed_size + self.config.checkpoint_every
                 || sealer.sealed_at.elapsed() >= self.config.checkpoint_interval);
-        if due {
-            let signed_at = types::unix_now().max(0) as u64;
-            let checkpoint = Checkpoint::sign(&self.key, size, sealer.range.root(), signed_at);
-            let record = CheckpointRecord {
-                size: size as i64,
-                root: hex::encode(checkpoint.root),
-                signed_at: signed_at as i64,
-                key_id: checkpoint.key_id,
-                signature: checkpoint.signature.to_base64(),
-            };
-            self.store.insert_checkpoint(&record).await?;
-            sealer.sealed_size = size;
-            sealer.sealed_at = Instant::now();
+        if !due {
+            return Ok(None);
         }
-        Ok(self.store.latest_checkpoint().await?)
+        let signed_at = types::unix_now().max(0) as u64;
+        let checkpoint = Checkpoint::sign(&self.key, size, sealer.range.root(), signed_at);
+        let record = CheckpointRecord {
+            size: size as i64,
+            root: hex::encode(checkpoint.root),
+            signed_at: signed_at as i64,
+            key_id: checkpoint.key_id,
+            signature: checkpoint.signature.to_base64(),
+        };
+        let frontier = CheckpointFrontier {
+            size: size as i64,
+            peaks: sealer.range.peaks().iter().map(hex::encode).collect(),
+            last_hash: sealer.last_hash.clone(),
+        };
+        // On SQLite through the writer's own connection (see
+        // `SqliteAuditAppender::insert_checkpoint`): under load a checkpoint is due
+        // many times a second, and each through the pool cost a round trip and a sync.
+        match self.appender.as_mut() {
+            Some(appender) => appender.insert_checkpoint(&record, Some(&frontier))?,
+            None => {
+                self.store
+                    .insert_checkpoint(&record, Some(&frontier))
+                    .await?
+            }
+        }
+        sealer.sealed_size = size;
+        sealer.sealed_at = Instant::now();
+        Ok(Some(record))
+    }
+}
+
+impl Sealer {
+    /// The frontier of the latest checkpoint that stored one, checked against the
+    /// checkpoint's root and the chain's link at its size; the whole chain otherwise
+    /// (an empty log, or checkpoints sealed before frontiers were stored). Entries
+    /// after it are read and checked by the next seal.
+    async fn resume(store: &Store) -> Result<Self, AuditError> {
+        let latest = store.latest_checkpoint().await?;
+        let sealed_size = latest.as_ref().map_or(0, |c| c.size as u64);
+        let from_scratch = Self {
+            range: CompactRange::new(),
+            last_hash: hex::encode([0u8; 32]),
+            sealed_size,
+            sealed_at: Instant::now(),
+        };
+        let Some((checkpoint, frontier)) = store.latest_checkpoint_frontier().await? else {
+            return Ok(from_scratch);
+        };
+        let peaks = frontier
+            .peaks
+            .iter()
+            .map(|peak| parse_hash(peak))
+            .collect::<Result<Vec<_>, _>>()?;
+        let range = CompactRange::from_parts(frontier.size as u64, peaks)
+            .map_err(|error| AuditError::Malformed(format!("stored frontier: {error}")))?;
+        let linked = store
+            .audit_entry(frontier.size)
+            .await?
+            .is_some_and(|entry| entry.entry_hash == frontier.last_hash);
+        if hex::encode(range.root()) != checkpoint.root || !linked {
+            // Not trusted: rebuild from the entries, which the seal checks link by link.
+            tracing::warn!(
+                size = frontier.size,
+                "the stored audit frontier does not match its checkpoint; re-reading the chain"
+            );
+            return Ok(from_scratch);
+        }
+        Ok(Self {
+            range,
+            last_hash: frontier.last_hash,
+            sealed_size,
+            sealed_at: Instant::now(),
+        })
     }
 }
 

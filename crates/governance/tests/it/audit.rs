@@ -397,6 +397,46 @@ async fn the_writer_refuses_to_seal_a_tampered_chain() {
     assert!(audit::verify(&entries, &checkpoints, &public).contains(&Finding::Edited { seq: 2 }));
 }
 
+/// A restarted writer resumes from the frontier stored with the latest checkpoint:
+/// its checkpoints cover the whole chain without re-reading what was sealed. A stored
+/// frontier that does not match its checkpoint is not trusted: the chain is re-read.
+#[tokio::test]
+async fn a_restarted_writer_resumes_from_the_stored_frontier() {
+    let log = open_log(None).await;
+    log.fill(6).await;
+    let key = || SigningKey::from_pkcs8_pem(&log.pem).unwrap();
+    let restarted = AuditLog::with_config(log.store.clone(), key(), config());
+    for i in 7..=8 {
+        assert_eq!(restarted.record(entry(i)).await.unwrap().seq, i);
+    }
+    restarted.checkpoint().await.unwrap();
+    assert_eq!(log.findings().await, vec![]);
+    let sealed = log.store.audit_checkpoints().await.unwrap();
+    assert_eq!(sealed.last().map(|c| c.size), Some(8));
+
+    // An edit before the checkpoint: a writer resuming from the frontier does not read
+    // that entry again (verification finds the edit), so it seals the new entries.
+    log.sql("UPDATE audit_entries SET status = 500 WHERE seq = 2")
+        .await;
+    let resumed = AuditLog::with_config(log.store.clone(), key(), config());
+    assert_eq!(resumed.record(entry(9)).await.unwrap().seq, 9);
+    let checkpoint = resumed.checkpoint().await.unwrap().unwrap();
+    assert_eq!(checkpoint.size, 9);
+    assert_eq!(
+        log.findings().await.first(),
+        Some(&Finding::Edited { seq: 2 })
+    );
+
+    // A frontier that does not match its checkpoint makes the writer re-read the chain,
+    // which finds the edit and refuses to seal.
+    log.sql("UPDATE audit_checkpoints SET last_hash = '00' || substr(last_hash, 3)")
+        .await;
+    let rereading = AuditLog::with_config(log.store.clone(), key(), config());
+    assert_eq!(rereading.record(entry(10)).await.unwrap().seq, 10);
+    let refused = rereading.checkpoint().await.unwrap_err().to_string();
+    assert!(refused.contains("entry 2"), "{refused}");
+}
+
 /// Requests append through the writer's own SQLite connection while changes are moved
 /// from the outbox through the pool: both paths share the head lock, so the file holds
 /// one chain with every entry of both.
