@@ -253,49 +253,13 @@ pub fn tensor_policy() -> BatchPolicy {
     }
 }
 
-/// What a model reference resolved to, remembered briefly so the hot path does not ask
-/// the database on every request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
-    /// Key of the loaded model in [`TensorModels`].
-    pub key: String,
-    pub model: String,
-    pub version: i64,
-    /// SHA-256 of the version's manifest: what audit entries and receipts name.
-    pub digest: String,
-    /// Text the model's licence asks every response to carry.
-    pub attribution: Option<String>,
-}
-
-/// How long a resolution of `NAME` (latest) or `NAME/VERSION` is reused.
-pub const RESOLUTION_TTL: Duration = Duration::from_secs(2);
-
 /// Loaded tensor models by key (the caller builds it from tenant, model and version).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct TensorModels {
     loaded: Arc<Mutex<HashMap<String, Arc<LoadedTensorModel>>>>,
-    resolved: types::TtlCache<String, Resolution>,
-}
-
-impl Default for TensorModels {
-    fn default() -> Self {
-        Self {
-            loaded: Arc::default(),
-            resolved: types::TtlCache::new(RESOLUTION_TTL),
-        }
-    }
 }
 
 impl TensorModels {
-    /// A resolution remembered under `alias` less than [`RESOLUTION_TTL`] ago.
-    pub fn resolution(&self, alias: &str) -> Option<Resolution> {
-        self.resolved.get(alias)
-    }
-
-    pub fn remember(&self, alias: String, resolution: Resolution) {
-        self.resolved.put(alias, resolution);
-    }
-
     pub fn get(&self, key: &str) -> Option<Arc<LoadedTensorModel>> {
         self.loaded.lock().ok()?.get(key).cloned()
     }

@@ -138,7 +138,7 @@ pub async fn explain(
     let (version, attribution) = (&admitted.version, &admitted.attribution);
     let answered_by = AuditModel(admitted.digest.clone());
     let (method, explanation) = if version.manifest.file(jobs::train::MARKER_FILE).is_some() {
-        let (_, loaded) = super::v2::loaded(&state, &caller, &version.model_ref()).await?;
+        let loaded = super::v2::tensor_model(&state, version).await?;
         let explanation = explain_tensor(loaded.model.clone(), &request).await?;
         ("integrated_gradients", Explanation::Tensor(explanation))
     } else {

@@ -10,10 +10,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Extension;
 use governance::Principal;
-use inference::tensor::{LoadedTensorModel, Resolution, TensorInput, TensorRequest};
+use inference::tensor::{LoadedTensorModel, TensorInput, TensorRequest};
 use inference::InferenceError;
 use serde::{Deserialize, Serialize};
-use store::Caller;
+use store::{Caller, VersionRecord};
 use types::{ModelName, ModelRef};
 use utoipa::ToSchema;
 
@@ -173,10 +173,10 @@ pub async fn model_ready(
         name,
         version: None,
     };
-    let (resolution, _) = loaded(&state, &guard.principal.caller(), &model_ref).await?;
+    let (admitted, _) = loaded(&state, &guard.principal.caller(), &model_ref).await?;
     Ok(Json(V2ModelReady {
-        name: resolution.model,
-        version: resolution.version.to_string(),
+        name: admitted.version.model.to_string(),
+        version: admitted.version.version.to_string(),
         ready: true,
     }))
 }
@@ -227,7 +227,7 @@ async fn run_infer(
     request: V2InferRequest,
 ) -> ApiResult<Answered> {
     let _slot = limits::inference_slot(state, principal)?;
-    let (resolution, model) = loaded(state, &principal.caller(), model_ref).await?;
+    let (admitted, model) = loaded(state, &principal.caller(), model_ref).await?;
     let inputs: Vec<TensorInput<'_>> = request
         .inputs
         .iter()
@@ -255,13 +255,15 @@ async fn run_infer(
             }
             InferenceError::Failed(message) => ApiError::internal(&message),
         })?;
-    limits::meter(state, principal, &resolution.model, rows);
-    let headers = serving::attribution_headers(resolution.attribution.as_deref());
+    let version = &admitted.version;
+    let model_name = version.model.to_string();
+    limits::meter(state, principal, &model_name, rows);
+    let headers = serving::attribution_headers(admitted.attribution.as_deref());
     // The audit entry and the receipt name the exact version that answered.
-    let answered_by = AuditModel(resolution.digest);
+    let answered_by = AuditModel(admitted.digest.clone());
     let response = V2InferResponse {
-        model_name: resolution.model,
-        model_version: resolution.version.to_string(),
+        model_name,
+        model_version: version.version.to_string(),
         id: request.id,
         outputs: split_outputs(&model.spec, rows, output),
     };
@@ -343,57 +345,44 @@ async fn model_metadata(
     }))
 }
 
-/// Resolves the reference as `caller` sees it (briefly cached) and loads the version on
-/// first use.
+/// Admits the reference for `caller` ([`serving::admit`]: licence terms and, for
+/// tenants that require them, signatures, as on every other inference route) and
+/// loads the version on first use.
 pub(crate) async fn loaded(
     state: &AppState,
     caller: &Caller,
     model_ref: &ModelRef,
-) -> ApiResult<(Resolution, Arc<LoadedTensorModel>)> {
+) -> ApiResult<(Arc<serving::Admitted>, Arc<LoadedTensorModel>)> {
+    let admitted = serving::admit(state, caller, &model_ref.to_string()).await?;
+    let model = tensor_model(state, &admitted.version).await?;
+    Ok((admitted, model))
+}
+
+/// The running tensor model of an admitted `version`, loaded on first use.
+pub(crate) async fn tensor_model(
+    state: &AppState,
+    version: &VersionRecord,
+) -> ApiResult<Arc<LoadedTensorModel>> {
     let tensors = state.tensors();
-    let alias = format!("{}|{}|{model_ref}", caller.tenant, caller.is_admin);
-    if let Some(resolution) = tensors.resolution(&alias) {
-        if let Some(model) = tensors.get(&resolution.key) {
-            return Ok((resolution, model));
-        }
+    let key = format!("{}/{}:{}", version.tenant, version.model, version.version);
+    if let Some(model) = tensors.get(&key) {
+        return Ok(model);
     }
-    let (model, version) = state
-        .registry()
-        .show(model_ref, caller)
+    if version.manifest.file(jobs::train::MARKER_FILE).is_none() {
+        return Err(ApiError::bad_request(
+            "not_a_tensor_model",
+            format!(
+                "model '{}' is not a tensor model; the v2 protocol serves tensor models",
+                version.model
+            ),
+        ));
+    }
+    let model = jobs::train::load_model(state.registry(), version)
         .await
-        .map_err(registry_error)?;
-    // Checked on every resolution, so a change of terms or signature applies within
-    // the resolution's short lifetime; a refused caller is never remembered.
-    let attribution = serving::check_admission(state, caller, &model, &version).await?;
-    let resolution = Resolution {
-        key: format!("{}/{}:{}", version.tenant, version.model, version.version),
-        model: version.model.to_string(),
-        version: version.version,
-        digest: crate::serving::version_digest(&version),
-        attribution,
-    };
-    let model = match tensors.get(&resolution.key) {
-        Some(model) => model,
-        None => {
-            if version.manifest.file(jobs::train::MARKER_FILE).is_none() {
-                return Err(ApiError::bad_request(
-                    "not_a_tensor_model",
-                    format!(
-                        "model '{}' is not a tensor model; the v2 protocol serves tensor models",
-                        version.model
-                    ),
-                ));
-            }
-            let model = jobs::train::load_model(state.registry(), &version)
-                .await
-                .map_err(jobs_error)?;
-            let (tensors, key) = (tensors.clone(), resolution.key.clone());
-            tokio::task::spawn_blocking(move || tensors.insert(key, model))
-                .await
-                .map_err(|e| ApiError::internal(&e))?
-                .map_err(|e| ApiError::internal(&e))?
-        }
-    };
-    tensors.remember(alias, resolution.clone());
-    Ok((resolution, model))
+        .map_err(jobs_error)?;
+    let tensors = tensors.clone();
+    tokio::task::spawn_blocking(move || tensors.insert(key, model))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::internal(&e))
 }

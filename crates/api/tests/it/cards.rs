@@ -265,6 +265,9 @@ async fn v2_and_explain_honour_the_licence_and_carry_the_attribution() {
                 .set_card(name, &card, &Caller::admin())
                 .await
                 .unwrap();
+            // Admissions decided under the old card are forgotten, as the card route
+            // does (this change went to the registry directly).
+            app.state.admissions().clear();
         }
     };
     let attributed = |path: &'static str, body: Value| {
@@ -291,11 +294,12 @@ async fn v2_and_explain_honour_the_licence_and_carry_the_attribution() {
     set_card(card.clone()).await;
     attributed("/v2/models/seed/infer", body.clone()).await;
 
-    // An expired licence refuses the next resolution of the model (a version reference
-    // resolves afresh here), and explanations, which are uses of the model too.
+    // An expired licence refuses the next request on v2, by name or version, and
+    // explanations, which are uses of the model too.
     card.license_expires = Some(Day::from_unix(types::unix_now() - 86_400));
     set_card(card.clone()).await;
     for (path, body) in [
+        ("/v2/models/seed/infer", &body),
         ("/v2/models/seed/versions/1/infer", &body),
         ("/v1/explain", &explain),
     ] {

@@ -11,6 +11,34 @@ use store::sqlx;
 
 use crate::common::{error_code, Reply, TestApp};
 
+/// Changes one byte of `file` of `version` after it was signed: the changed file is
+/// stored (sealed and addressed by its new digest, as any import would) and the
+/// version's manifest points at it.
+async fn change_one_byte(
+    registry: &registry::Registry,
+    store: &store::Store,
+    version: &store::VersionRecord,
+    file: &str,
+) {
+    let mut bytes = registry.file_bytes(version, file).await.unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    let tenant_key = registry.tenant_key(&version.tenant).await.unwrap();
+    let stored = registry
+        .blobs()
+        .put_reader(&tenant_key, &mut std::io::Cursor::new(bytes), None)
+        .unwrap();
+    let mut manifest = version.manifest.clone();
+    let entry = manifest.files.iter_mut().find(|f| f.path == file).unwrap();
+    entry.sha256 = stored.digest.to_string();
+    sqlx::query("UPDATE model_versions SET manifest = $1 WHERE model_id = $2 AND version = $3")
+        .bind(serde_json::to_string(&manifest).unwrap())
+        .bind(version.model_id)
+        .bind(version.version)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
 async fn embed(app: &TestApp, key: &str) -> Reply {
     app.call(
         Method::POST,
@@ -46,6 +74,9 @@ async fn signed_model_refusal_after_a_one_byte_change() {
         .set_require_signed_models(&acme, true)
         .await
         .unwrap();
+    // Admissions decided under the old policy are forgotten, as the policy route does
+    // (this change went to the store directly).
+    app.state.admissions().clear();
     assert_refused(
         &embed(&app, &key).await,
         "model_unsigned",
@@ -86,31 +117,7 @@ async fn signed_model_refusal_after_a_one_byte_change() {
     // and addressed by its new digest, as any import would) and the version's manifest
     // points at it. The version is loaded already; it is refused all the same.
     let weights_file = "model.safetensors";
-    let mut weights = app
-        .registry
-        .file_bytes(&version, weights_file)
-        .await
-        .unwrap();
-    *weights.last_mut().unwrap() ^= 0x01;
-    let tenant_key = app.registry.tenant_key(&acme).await.unwrap();
-    let stored = app
-        .registry
-        .blobs()
-        .put_reader(&tenant_key, &mut std::io::Cursor::new(weights), None)
-        .unwrap();
-    let mut manifest = version.manifest.clone();
-    let entry = manifest
-        .files
-        .iter_mut()
-        .find(|f| f.path == weights_file)
-        .unwrap();
-    entry.sha256 = stored.digest.to_string();
-    sqlx::query("UPDATE model_versions SET manifest = $1 WHERE model_id = $2 AND version = 1")
-        .bind(serde_json::to_string(&manifest).unwrap())
-        .bind(version.model_id)
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    change_one_byte(&app.registry, &app.store, &version, weights_file).await;
     assert_refused(
         &embed(&app, &key).await,
         "model_signature_invalid",
@@ -229,4 +236,46 @@ async fn admins_configure_trust_and_signed_only_serving_over_http() {
     assert_eq!(app.get(policy, &key).await.status, StatusCode::FORBIDDEN);
     let unknown = app.get("/v1/tenants/nobody/model-policy", &admin).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
+
+/// v2 inference admits models through the same check as `/v1/embeddings`: for a
+/// tenant that requires signed models every request is checked, so a file changed
+/// after signing is refused at the next request, though the version was admitted a
+/// moment ago and is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_checks_the_signature_on_every_request() {
+    let app = crate::support::app().await;
+    crate::v2::publish_seed(&app).await;
+    let store = &app.base.store;
+    let acme = types::TenantName::try_from("acme").unwrap();
+    let (_, version) = app
+        .registry
+        .show(&"seed:1".parse().unwrap(), &store::Caller::admin())
+        .await
+        .unwrap();
+    let publisher = SigningKey::generate();
+    app.registry.sign(&version, &publisher).await.unwrap();
+    store
+        .trust_key(&acme, &publisher.key_id(), &publisher.public_key_pem())
+        .await
+        .unwrap();
+    store.set_require_signed_models(&acme, true).await.unwrap();
+    let body = json!({"inputs": [{"name": "x", "shape": [1, 10], "datatype": "FP32", "data": vec![0.5; 10]}]});
+    let (status, reply) = app.post_json("acme", "/v2/models/seed/infer", &body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+
+    let file = version
+        .manifest
+        .files
+        .iter()
+        .find(|f| f.path != jobs::train::MARKER_FILE)
+        .unwrap()
+        .path
+        .clone();
+    change_one_byte(&app.registry, store, &version, &file).await;
+    let (status, reply) = app.post_json("acme", "/v2/models/seed/infer", &body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert_eq!(reply["error"]["code"], "model_signature_invalid");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("file '{file}'")), "{message}");
 }

@@ -19,7 +19,6 @@ pub const SEED_SPEC: &str = r#"{"inputs": [{"name": "x", "shape": [10]}], "outpu
 
 pub struct App {
     pub router: Router,
-    #[allow(dead_code)]
     pub state: AppState,
     pub registry: Registry,
     /// Keys by tenant: `acme` and `other`, scopes data, jobs, inference, models:read.
