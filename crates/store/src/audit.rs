@@ -67,6 +67,15 @@ impl CheckpointFrontier {
     }
 }
 
+/// The root (hex) of the perfect subtree of the audit Merkle tree over leaves
+/// `index·2^level .. (index+1)·2^level`; see migration 0011.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditNode {
+    pub level: i64,
+    pub index: i64,
+    pub hash: String,
+}
+
 /// Which entries [`Store::list_audit`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -245,13 +254,24 @@ impl Store {
         rows.iter().map(AuditRecord::from_row).collect()
     }
 
-    /// Stores a checkpoint, with the frontier it was sealed over when known; a second
-    /// one at the same size (another replica sealed the same head) is ignored.
+    /// Stores a checkpoint, with the frontier it was sealed over when known, and the
+    /// subtree roots completed since the last one, in one transaction. A checkpoint
+    /// or node already stored (another replica sealed the same head) is kept.
     pub async fn insert_checkpoint(
         &self,
         checkpoint: &CheckpointRecord,
         frontier: Option<&CheckpointFrontier>,
+        nodes: &[AuditNode],
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for node in nodes {
+            sqlx::query(INSERT_NODE)
+                .bind(node.level)
+                .bind(node.index)
+                .bind(node.hash.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(INSERT_CHECKPOINT)
             .bind(checkpoint.size)
             .bind(checkpoint.root.clone())
@@ -260,9 +280,20 @@ impl Store {
             .bind(checkpoint.signature.clone())
             .bind(frontier.map(CheckpointFrontier::peaks_column))
             .bind(frontier.map(|f| f.last_hash.clone()))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// A stored subtree root, if any.
+    pub async fn audit_node(&self, level: i64, index: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2")
+            .bind(level)
+            .bind(index)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("hash")).transpose()?)
     }
 
     /// The latest checkpoint that has its frontier stored, with that frontier.
@@ -319,6 +350,11 @@ impl Store {
 pub(crate) const INSERT_CHECKPOINT: &str =
     "INSERT INTO audit_checkpoints (size, root, signed_at, key_id, signature, frontier, \
      last_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (size) DO NOTHING";
+
+/// Inserts a subtree root (see [`Store::insert_checkpoint`]).
+pub(crate) const INSERT_NODE: &str =
+    "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) \
+     ON CONFLICT (level, idx) DO NOTHING";
 
 /// Takes the chain head's lock (a row lock on PostgreSQL, the database write lock on
 /// SQLite: a deferred transaction that read first could not upgrade) and returns the

@@ -28,8 +28,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::audit::{next_links, COLUMNS, INSERT_CHECKPOINT};
-use crate::{AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry, Store, StoreError};
+use crate::audit::{next_links, COLUMNS, INSERT_CHECKPOINT, INSERT_NODE};
+use crate::{
+    AuditNode, AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry, Store, StoreError,
+};
 
 /// A synchronous connection for appending audit batches; see the module docs.
 pub struct SqliteAuditAppender {
@@ -183,17 +185,29 @@ impl SqliteAuditAppender {
 }
 
 impl SqliteAuditAppender {
-    /// Stores a checkpoint as [`Store::insert_checkpoint`] does, through this
-    /// connection: no round trip to the pool's worker and no sync of its own (the
-    /// row reaches the disk with the next batch's [`WalSync`]; a checkpoint lost in a
-    /// crash is sealed again from the entries, which are durable).
+    /// Stores a checkpoint and subtree roots as [`Store::insert_checkpoint`] does,
+    /// through this connection: no round trip to the pool's worker and no sync of its
+    /// own (the rows reach the disk with the next batch's [`WalSync`]; a checkpoint
+    /// lost in a crash is sealed again from the entries, which are durable).
     pub fn insert_checkpoint(
         &mut self,
         checkpoint: &CheckpointRecord,
         frontier: Option<&CheckpointFrontier>,
+        nodes: &[AuditNode],
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(INSERT_CHECKPOINT)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_NODE).map_err(sqlite_error)?;
+            for node in nodes {
+                insert
+                    .execute(params![node.level, node.index, node.hash])
+                    .map_err(sqlite_error)?;
+            }
+        }
+        tx.prepare_cached(INSERT_CHECKPOINT)
             .and_then(|mut insert| {
                 insert.execute(params![
                     checkpoint.size,
@@ -206,7 +220,7 @@ impl SqliteAuditAppender {
                 ])
             })
             .map_err(sqlite_error)?;
-        Ok(())
+        tx.commit().map_err(sqlite_error)
     }
 }
 

@@ -34,7 +34,9 @@ use types::TenantName;
 /// Re-exported so crates adding tables (jobs, audit, usage) use the same sqlx.
 pub use sqlx;
 
-pub use audit::{AuditFilter, AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry};
+pub use audit::{
+    AuditFilter, AuditNode, AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry,
+};
 pub use audit_sqlite::{SqliteAuditAppender, WalSync};
 pub use data_keys::DataKeyRecord;
 pub use datasets::{DatasetRecord, NewDataset};

@@ -38,8 +38,18 @@ impl CompactRange {
     /// Appends a leaf hash (see [`super::leaf_hash`]), merging equal-sized subtrees
     /// like a binary counter carries.
     pub fn append(&mut self, leaf: Hash) {
+        self.append_with(leaf, |_, _, _| {});
+    }
+
+    /// [`CompactRange::append`], calling `completed(level, index, root)` for each
+    /// perfect subtree the leaf completes: the one at `level` h ≥ 1 and `index` i
+    /// covers leaves `i·2^h .. (i+1)·2^h`. Stored, such roots let inclusion proofs be
+    /// built without reading every leaf ([`super::inclusion_proof_with`]).
+    pub fn append_with(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
+        let position = self.size;
         self.peaks.push(leaf);
         let mut size = self.size;
+        let mut level = 0;
         while size & 1 == 1 {
             let right = self
                 .peaks
@@ -49,7 +59,10 @@ impl CompactRange {
                 .peaks
                 .pop()
                 .expect("a set bit has a peak: this is a bug");
-            self.peaks.push(node_hash(&left, &right));
+            let node = node_hash(&left, &right);
+            level += 1;
+            completed(level, position >> level, &node);
+            self.peaks.push(node);
             size >>= 1;
         }
         self.size += 1;

@@ -86,6 +86,73 @@ pub fn inclusion_proof(
     Ok(proof)
 }
 
+/// The inclusion proof of leaf `index` in a tree of `size` leaves (as
+/// [`inclusion_proof`]), built from roots of perfect subtrees: `subtree(start, level)`
+/// is the root of leaves `start .. start + 2^level` (level 0: the leaf hash itself),
+/// or `None` when unknown, which makes the result `None`. Every perfect subtree of the
+/// RFC 9162 tree starts at a multiple of its size. Which subtrees it asks for depends
+/// only on `index` and `size` ([`inclusion_subtrees`]).
+pub fn inclusion_proof_with(
+    index: u64,
+    size: u64,
+    subtree: &mut impl FnMut(u64, u32) -> Option<Hash>,
+) -> Option<Vec<Hash>> {
+    if index >= size {
+        return None;
+    }
+    let mut proof = Vec::new();
+    path_with(index, 0, size, subtree, &mut proof)?;
+    Some(proof)
+}
+
+/// The `(start, level)` of every perfect subtree [`inclusion_proof_with`] asks for.
+pub fn inclusion_subtrees(index: u64, size: u64) -> Vec<(u64, u32)> {
+    let mut asked = Vec::new();
+    inclusion_proof_with(index, size, &mut |start, level| {
+        asked.push((start, level));
+        Some([0; 32])
+    });
+    asked
+}
+
+/// PATH(m, D[start..end]) from subtree roots.
+fn path_with(
+    m: u64,
+    start: u64,
+    end: u64,
+    subtree: &mut impl FnMut(u64, u32) -> Option<Hash>,
+    proof: &mut Vec<Hash>,
+) -> Option<()> {
+    if end - start <= 1 {
+        return Some(());
+    }
+    let k = split_point((end - start) as usize) as u64;
+    if m < start + k {
+        path_with(m, start, start + k, subtree, proof)?;
+        proof.push(tree_hash_with(start + k, end, subtree)?);
+    } else {
+        path_with(m, start + k, end, subtree, proof)?;
+        proof.push(tree_hash_with(start, start + k, subtree)?);
+    }
+    Some(())
+}
+
+/// MTH(D[start..end]) from subtree roots.
+fn tree_hash_with(
+    start: u64,
+    end: u64,
+    subtree: &mut impl FnMut(u64, u32) -> Option<Hash>,
+) -> Option<Hash> {
+    let n = end - start;
+    if n.is_power_of_two() {
+        return subtree(start, n.trailing_zeros());
+    }
+    let k = split_point(n as usize) as u64;
+    let left = tree_hash_with(start, start + k, subtree)?;
+    let right = tree_hash_with(start + k, end, subtree)?;
+    Some(node_hash(&left, &right))
+}
+
 /// The consistency proof between the tree of the first `old_size` and the tree of
 /// the first `new_size` of `leaf_hashes` (RFC 9162 §2.1.4.1). Empty when
 /// `old_size` is 0 or equals `new_size`.

@@ -2,9 +2,12 @@
 //! `rfc6962/rfc6962_test.go`), tamper probes, and cross-checks against a reference
 //! recursive implementation.
 
+use std::collections::HashMap;
+
 use crypto::merkle::{
-    chain_hash, consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root,
-    verify_consistency, verify_inclusion, CompactRange, Hash,
+    chain_hash, consistency_proof, empty_root, inclusion_proof, inclusion_proof_with,
+    inclusion_subtrees, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
+    CompactRange, Hash,
 };
 
 use crate::{h, h32};
@@ -506,6 +509,52 @@ fn all_small_trees_prove_and_verify() {
             }
         }
     }
+}
+
+/// The subtrees `append_with` reports completed are the roots of their leaf ranges,
+/// and from them (plus leaves) every inclusion proof comes out as from all leaves;
+/// a subtree it lacks makes the proof `None`, never a wrong one.
+#[test]
+fn proofs_from_completed_subtrees_equal_proofs_from_all_leaves() {
+    let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut range = CompactRange::new();
+    let mut nodes = HashMap::new();
+    for leaf in &leaves {
+        range.append_with(*leaf, |level, index, node| {
+            let start = (index << level) as usize;
+            assert_eq!(*node, root(&leaves[start..start + (1 << level)]));
+            assert!(nodes.insert((index << level, level), *node).is_none());
+        });
+    }
+    // Every perfect subtree of 70 leaves: 35 + 17 + 8 + 4 + 2 + 1.
+    assert_eq!(nodes.len(), 67);
+    for n in 1..=leaves.len() as u64 {
+        for index in 0..n {
+            let mut known = |start: u64, level: u32| match level {
+                0 => leaves.get(start as usize).copied(),
+                _ => nodes.get(&(start, level)).copied(),
+            };
+            let proof = inclusion_proof_with(index, n, &mut known).unwrap();
+            assert_eq!(
+                proof,
+                inclusion_proof(&leaves, index, n).unwrap(),
+                "{index} of {n}"
+            );
+            let asked = inclusion_subtrees(index, n);
+            assert!(asked
+                .iter()
+                .all(|&(start, level)| start % (1 << level) == 0));
+            if let Some(&missing) = asked.last() {
+                let mut lacking = |start: u64, level: u32| {
+                    ((start, level) != missing)
+                        .then(|| known(start, level))
+                        .flatten()
+                };
+                assert_eq!(inclusion_proof_with(index, n, &mut lacking), None);
+            }
+        }
+    }
+    assert_eq!(inclusion_proof_with(5, 5, &mut |_, _| Some([0; 32])), None);
 }
 
 #[test]

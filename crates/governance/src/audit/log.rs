@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crypto::merkle::{leaf_hash, Checkpoint, CompactRange};
 use crypto::signing::SigningKey;
 use store::{
-    AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry, SqliteAuditAppender, Store,
-    StoreError, WalSync,
+    AuditNode, AuditRecord, CheckpointFrontier, CheckpointRecord, NewAuditEntry,
+    SqliteAuditAppender, Store, StoreError, WalSync,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -182,9 +182,31 @@ struct Sealer {
     last_hash: String,
     sealed_size: u64,
     sealed_at: Instant,
+    /// Subtree roots completed since the last checkpoint, stored with the next one.
+    nodes: Vec<AuditNode>,
 }
 
+/// Subtree roots at this level (256 leaves) and above are stored (see
+/// `store::AuditNode`): an inclusion proof then reads at most two chunks of 256
+/// entries and one node per level above.
+pub const STORED_NODE_LEVEL: u32 = 8;
+
 impl Sealer {
+    /// Appends the leaf of an entry with hash `entry_hash`, keeping the subtree roots
+    /// it completes at [`STORED_NODE_LEVEL`] and above.
+    fn push(&mut self, entry_hash: &[u8; 32]) {
+        let Self { range, nodes, .. } = self;
+        range.append_with(leaf_hash(entry_hash), |level, index, root| {
+            if level >= STORED_NODE_LEVEL {
+                nodes.push(AuditNode {
+                    level: i64::from(level),
+                    index: index as i64,
+                    hash: hex::encode(root),
+                });
+            }
+        });
+    }
+
     /// Extends the frontier with a batch this writer has just committed, when the batch
     /// continues the chain exactly where the frontier ends; the links were computed
     /// under the head lock, so there is nothing to read back. Otherwise (another process
@@ -196,15 +218,15 @@ impl Sealer {
         if first.seq != self.range.size() as i64 + 1 || first.prev_hash != self.last_hash {
             return;
         }
-        let mut leaves = Vec::with_capacity(records.len());
+        let mut hashes = Vec::with_capacity(records.len());
         for record in records {
             match parse_hash(&record.entry_hash) {
-                Ok(hash) => leaves.push(leaf_hash(&hash)),
+                Ok(hash) => hashes.push(hash),
                 Err(_) => return,
             }
         }
-        for leaf in leaves {
-            self.range.append(leaf);
+        for hash in hashes {
+            self.push(&hash);
         }
         if let Some(last) = records.last() {
             self.last_hash.clone_from(&last.entry_hash);
@@ -419,9 +441,7 @@ impl Writer {
                         record.seq
                     )));
                 }
-                sealer
-                    .range
-                    .append(leaf_hash(&parse_hash(&record.entry_hash)?));
+                sealer.push(&parse_hash(&record.entry_hash)?);
                 sealer.last_hash = record.entry_hash;
             }
         }
@@ -450,13 +470,19 @@ impl Writer {
         // On SQLite through the writer's own connection (see
         // `SqliteAuditAppender::insert_checkpoint`): under load a checkpoint is due
         // many times a second, and each through the pool cost a round trip and a sync.
-        match self.appender.as_mut() {
-            Some(appender) => appender.insert_checkpoint(&record, Some(&frontier))?,
+        let nodes = std::mem::take(&mut sealer.nodes);
+        let stored = match self.appender.as_mut() {
+            Some(appender) => appender.insert_checkpoint(&record, Some(&frontier), &nodes),
             None => {
                 self.store
-                    .insert_checkpoint(&record, Some(&frontier))
-                    .await?
+                    .insert_checkpoint(&record, Some(&frontier), &nodes)
+                    .await
             }
+        };
+        if let Err(error) = stored {
+            // Kept for the next seal.
+            sealer.nodes = nodes;
+            return Err(error.into());
         }
         sealer.sealed_size = size;
         sealer.sealed_at = Instant::now();
@@ -477,6 +503,7 @@ impl Sealer {
             last_hash: hex::encode([0u8; 32]),
             sealed_size,
             sealed_at: Instant::now(),
+            nodes: Vec::new(),
         };
         let Some((checkpoint, frontier)) = store.latest_checkpoint_frontier().await? else {
             return Ok(from_scratch);
@@ -505,6 +532,7 @@ impl Sealer {
             last_hash: frontier.last_hash,
             sealed_size,
             sealed_at: Instant::now(),
+            nodes: Vec::new(),
         })
     }
 }

@@ -351,7 +351,7 @@ async fn two_logs_on_one_postgres_form_one_chain() {
     }
     let mut tasks = Vec::new();
     for (i, log) in logs.iter().enumerate() {
-        for n in 0..40 {
+        for n in 0..150 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
                 log.record(entry(i as i64 * 1000 + n)).await.unwrap().seq
@@ -363,17 +363,36 @@ async fn two_logs_on_one_postgres_form_one_chain() {
         seqs.push(task.await.unwrap());
     }
     seqs.sort();
-    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+    assert_eq!(seqs, (1..=300).collect::<Vec<i64>>());
     for log in &logs {
         log.checkpoint().await.unwrap();
     }
     let store = logs[0].store();
     let (entries, checkpoints) = audit::load(store).await.unwrap();
-    assert_eq!(entries.len(), 80);
+    assert_eq!(entries.len(), 300);
     assert_eq!(
         audit::verify(&entries, &checkpoints, &key.verifying_key()),
         vec![]
     );
+    // The root of the first 256 leaves was stored (by either writer), and proofs built
+    // with it verify against the signed root.
+    assert!(store.audit_node(8, 0).await.unwrap().is_some());
+    let proof = audit::inclusion_proof(store, 10).await.unwrap().unwrap();
+    let hash = |text: &str| {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text, &mut hash).unwrap();
+        hash
+    };
+    let path: Vec<_> = proof.proof.iter().map(|p| hash(p)).collect();
+    crypto::merkle::verify_inclusion(
+        &crypto::merkle::leaf_hash(&hash(&proof.entry_hash)),
+        proof.leaf_index,
+        proof.tree_size,
+        &path,
+        &hash(&proof.root),
+    )
+    .unwrap();
+    assert_eq!(proof.tree_size, 300);
 }
 
 #[tokio::test]
@@ -476,4 +495,74 @@ async fn writer_and_pool_appends_on_one_sqlite_file_form_one_chain() {
     assert_eq!(seqs.len(), 60);
     assert_eq!(log.findings().await, vec![]);
     assert_eq!(checkpoints.last().map(|c| c.size), Some(80));
+}
+
+/// Inclusion proofs are built from the subtree roots the writer stores with each
+/// checkpoint and the entries near the one proved, and equal the proofs computed
+/// from every leaf. A stored root that was altered is caught by the check against
+/// the signed root, and the proof is computed from the entries instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
+    use crypto::merkle;
+    let log = open_log(None).await;
+    let mut tasks = Vec::new();
+    for i in 1..=700 {
+        let writer = log.log.clone();
+        tasks.push(tokio::spawn(async move {
+            writer.record(entry(i)).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    log.log.checkpoint().await.unwrap();
+    // 700 leaves: two complete subtrees of 256 and one of 512.
+    let stored: Vec<(i64, i64)> =
+        store::sqlx::query_as("SELECT level, idx FROM audit_nodes ORDER BY level, idx")
+            .fetch_all(log.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, [(8, 0), (8, 1), (9, 0)]);
+
+    let (entries, _) = audit::load(&log.store).await.unwrap();
+    let leaves: Vec<merkle::Hash> = entries
+        .iter()
+        .map(|e| {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&e.entry_hash, &mut hash).unwrap();
+            merkle::leaf_hash(&hash)
+        })
+        .collect();
+    let expected = |seq: i64| -> Vec<String> {
+        merkle::inclusion_proof(&leaves, seq as u64 - 1, 700)
+            .unwrap()
+            .iter()
+            .map(hex::encode)
+            .collect()
+    };
+    for seq in [1, 2, 100, 255, 256, 257, 511, 512, 513, 699, 700] {
+        let proof = audit::inclusion_proof(&log.store, seq)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(proof.proof, expected(seq), "entry {seq}");
+        assert_eq!(proof.root, hex::encode(merkle::root(&leaves)));
+    }
+
+    // Entry 100's proof uses the root of leaves 256..512: altered, it is caught.
+    log.sql("UPDATE audit_nodes SET hash = '00' || substr(hash, 3) WHERE level = 8 AND idx = 1")
+        .await;
+    let proof = audit::inclusion_proof(&log.store, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proof, expected(100));
+    // Entry 600's proof reads no entry below 512: a row deleted there (which
+    // verification reports) leaves it as signed.
+    log.sql("DELETE FROM audit_entries WHERE seq = 50").await;
+    let proof = audit::inclusion_proof(&log.store, 600)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(proof.proof, expected(600));
 }
