@@ -199,3 +199,79 @@ async fn cli_changes_are_audited() {
         assert!(export.contains(action), "{action} missing from {export}");
     }
 }
+
+/// `serve` killed (SIGKILL) under load: every request that was answered, and so
+/// carries a receipt, is in the log with its request id; the restarted server resumes
+/// the chain from its last checkpoint and seals the rest; the whole log verifies.
+#[test]
+fn answered_requests_survive_a_kill_and_the_restart_seals_them() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use crate::cli::{http_with_head, ok, serve, stop};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let key = Arc::new(key.trim().to_owned());
+    let mut server = serve(dir.path(), &[]);
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, key, done) = (server.addr.clone(), key.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut answered = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let Some((200, head, _)) =
+                        http_with_head(&addr, "GET", "/v1/models", Some(&key), None)
+                    else {
+                        continue;
+                    };
+                    let header = |name: &str| {
+                        head.lines().find_map(|line| {
+                            let (field, value) = line.split_once(':')?;
+                            field
+                                .eq_ignore_ascii_case(name)
+                                .then(|| value.trim().to_owned())
+                        })
+                    };
+                    let seq: i64 = header("x-charter-receipt").unwrap().parse().unwrap();
+                    answered.push((seq, header("x-request-id").unwrap()));
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let answered: Vec<(i64, String)> = clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    assert!(answered.len() >= 20, "only {} answered", answered.len());
+
+    let mut restarted = serve(dir.path(), &[]);
+    stop(&mut restarted);
+    let verified = ok(charter(dir.path()).args(["audit", "verify"]));
+    assert!(verified.starts_with("ok:"), "{verified}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("charter.db").display()
+        ))
+        .await
+        .unwrap();
+        for (seq, request_id) in &answered {
+            let entry = store.audit_entry(*seq).await.unwrap();
+            let entry = entry.unwrap_or_else(|| panic!("answered entry {seq} is missing"));
+            assert_eq!(entry.entry.request_id.as_deref(), Some(request_id.as_str()));
+        }
+        let sealed = store.latest_checkpoint().await.unwrap().unwrap();
+        let last = store.audit_entries(1, i64::MAX).await.unwrap().len() as i64;
+        assert_eq!(sealed.size, last, "the restart sealed every entry");
+        store.close().await;
+    });
+}

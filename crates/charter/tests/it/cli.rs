@@ -299,6 +299,17 @@ pub fn http(
     key: Option<&str>,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
+    http_with_head(addr, method, path, key, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`http`], also returning the response head (status line and headers).
+pub fn http_with_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     stream
@@ -326,7 +337,7 @@ pub fn http(
     } else {
         rest.to_owned()
     };
-    Some((status, body))
+    Some((status, head.to_owned(), body))
 }
 
 /// Sends SIGTERM and waits (at most 30 s) for `serve` to exit successfully.
