@@ -508,25 +508,25 @@ impl Sealer {
         let Some((checkpoint, frontier)) = store.latest_checkpoint_frontier().await? else {
             return Ok(from_scratch);
         };
-        let peaks = frontier
+        let range = frontier
             .peaks
             .iter()
-            .map(|peak| parse_hash(peak))
-            .collect::<Result<Vec<_>, _>>()?;
-        let range = CompactRange::from_parts(frontier.size as u64, peaks)
-            .map_err(|error| AuditError::Malformed(format!("stored frontier: {error}")))?;
+            .map(|peak| parse_hash(peak).ok())
+            .collect::<Option<Vec<_>>>()
+            .and_then(|peaks| CompactRange::from_parts(frontier.size as u64, peaks).ok())
+            .filter(|range| hex::encode(range.root()) == checkpoint.root);
         let linked = store
             .audit_entry(frontier.size)
             .await?
             .is_some_and(|entry| entry.entry_hash == frontier.last_hash);
-        if hex::encode(range.root()) != checkpoint.root || !linked {
+        let Some(range) = range.filter(|_| linked) else {
             // Not trusted: rebuild from the entries, which the seal checks link by link.
             tracing::warn!(
                 size = frontier.size,
                 "the stored audit frontier does not match its checkpoint; re-reading the chain"
             );
             return Ok(from_scratch);
-        }
+        };
         Ok(Self {
             range,
             last_hash: frontier.last_hash,

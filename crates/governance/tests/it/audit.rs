@@ -446,14 +446,36 @@ async fn a_restarted_writer_resumes_from_the_stored_frontier() {
         Some(&Finding::Edited { seq: 2 })
     );
 
-    // A frontier that does not match its checkpoint makes the writer re-read the chain,
-    // which finds the edit and refuses to seal.
-    log.sql("UPDATE audit_checkpoints SET last_hash = '00' || substr(last_hash, 3)")
-        .await;
-    let rereading = AuditLog::with_config(log.store.clone(), key(), config());
-    assert_eq!(rereading.record(entry(10)).await.unwrap().seq, 10);
-    let refused = rereading.checkpoint().await.unwrap_err().to_string();
-    assert!(refused.contains("entry 2"), "{refused}");
+    // A frontier that is not well-formed, or does not match its checkpoint, makes the
+    // writer re-read the chain, which finds the edit and refuses to seal.
+    let tampered = [
+        "UPDATE audit_checkpoints SET frontier = 'not hex'",
+        "UPDATE audit_checkpoints SET last_hash = '00' || substr(last_hash, 3)",
+    ];
+    for (n, tamper) in tampered.into_iter().enumerate() {
+        let saved: Vec<(i64, String, String)> =
+            store::sqlx::query_as("SELECT size, frontier, last_hash FROM audit_checkpoints")
+                .fetch_all(log.store.pool())
+                .await
+                .unwrap();
+        log.sql(tamper).await;
+        let rereading = AuditLog::with_config(log.store.clone(), key(), config());
+        let seq = 10 + n as i64;
+        assert_eq!(rereading.record(entry(seq)).await.unwrap().seq, seq);
+        let refused = rereading.checkpoint().await.unwrap_err().to_string();
+        assert!(refused.contains("entry 2"), "{tamper}: {refused}");
+        for (size, frontier, last_hash) in saved {
+            store::sqlx::query(
+                "UPDATE audit_checkpoints SET frontier = $1, last_hash = $2 WHERE size = $3",
+            )
+            .bind(frontier)
+            .bind(last_hash)
+            .bind(size)
+            .execute(log.store.pool())
+            .await
+            .unwrap();
+        }
+    }
 }
 
 /// Requests append through the writer's own SQLite connection while changes are moved
