@@ -67,14 +67,14 @@ impl TensorModel {
         output_index: usize,
         steps: usize,
     ) -> Result<Attribution, ExplainError> {
-        let mut result = self.integrated_gradients_fixed(input, baseline, output_index, steps)?;
+        let mut path = Path::new(self, input, baseline, output_index, steps)?;
+        let mut result = path.integrate(steps)?;
         let tolerance = |r: &Attribution| {
             COMPLETENESS_TOLERANCE * (f64::from(r.value) - f64::from(r.baseline_value)).abs()
         };
         while result.completeness_gap().abs() > tolerance(&result) && result.steps * 2 <= MAX_STEPS
         {
-            result =
-                self.integrated_gradients_fixed(input, baseline, output_index, result.steps * 2)?;
+            result = path.integrate(result.steps * 2)?;
         }
         Ok(result)
     }
@@ -87,8 +87,34 @@ impl TensorModel {
         output_index: usize,
         steps: usize,
     ) -> Result<Attribution, ExplainError> {
-        let width = self.spec().input_width();
-        let out_width = self.spec().output_width();
+        Path::new(self, input, baseline, output_index, steps)?.integrate(steps)
+    }
+}
+
+/// One checked explanation problem: the straight path from the baseline to the input,
+/// the outputs at both ends, and the buffers each integration reuses.
+struct Path<'a> {
+    model: &'a TensorModel,
+    input: &'a [f32],
+    baseline: &'a [f32],
+    output_index: usize,
+    value: f32,
+    baseline_value: f32,
+    ws: Workspace,
+    /// The backward pass also computes parameter gradients; they are not used.
+    param_grads: Vec<f32>,
+}
+
+impl<'a> Path<'a> {
+    fn new(
+        model: &'a TensorModel,
+        input: &'a [f32],
+        baseline: &'a [f32],
+        output_index: usize,
+        steps: usize,
+    ) -> Result<Self, ExplainError> {
+        let width = model.spec().input_width();
+        let out_width = model.spec().output_width();
         if !(1..=MAX_STEPS).contains(&steps) {
             return Err(ExplainError::Steps(steps));
         }
@@ -109,43 +135,62 @@ impl TensorModel {
                 return Err(ExplainError::NonFinite { what, index });
             }
         }
-        let value = self.forward(input, 1)?[output_index];
-        let baseline_value = self.forward(baseline, 1)?[output_index];
+        Ok(Self {
+            model,
+            input,
+            baseline,
+            output_index,
+            value: model.forward(input, 1)?[output_index],
+            baseline_value: model.forward(baseline, 1)?[output_index],
+            ws: Workspace::default(),
+            param_grads: vec![0.0; model.params().len()],
+        })
+    }
 
-        let mut ws = Workspace::default();
-        self.net.prepare(&mut ws, steps).map_err(ModelError::from)?;
-        for (step, row) in self
-            .net
-            .input_mut(&mut ws, steps)
+    /// The midpoint rule over `steps` points (at most [`MAX_STEPS`]), as one batch.
+    fn integrate(&mut self, steps: usize) -> Result<Attribution, ExplainError> {
+        if !(1..=MAX_STEPS).contains(&steps) {
+            return Err(ExplainError::Steps(steps));
+        }
+        let (model, width) = (self.model, self.input.len());
+        let net = &model.net;
+        net.prepare(&mut self.ws, steps).map_err(ModelError::from)?;
+        for (step, row) in net
+            .input_mut(&mut self.ws, steps)
             .chunks_exact_mut(width)
             .enumerate()
         {
             let alpha = (step as f32 + 0.5) / steps as f32;
-            for ((v, &x), &b) in row.iter_mut().zip(input).zip(baseline) {
+            for ((v, &x), &b) in row.iter_mut().zip(self.input).zip(self.baseline) {
                 *v = b + alpha * (x - b);
             }
         }
-        self.net.forward(self.params(), &mut ws, steps, None);
-        self.net.seed_output_gradient(&mut ws, steps, output_index);
-        let mut unused_param_grads = vec![0.0; self.params().len()];
-        self.net
-            .backward(self.params(), &mut ws, steps, &mut unused_param_grads, true);
+        net.forward(model.params(), &mut self.ws, steps, None);
+        net.seed_output_gradient(&mut self.ws, steps, self.output_index);
+        self.param_grads.fill(0.0);
+        net.backward(
+            model.params(),
+            &mut self.ws,
+            steps,
+            &mut self.param_grads,
+            true,
+        );
 
         let mut mean_gradient = vec![0.0f64; width];
-        for row in self.net.input_gradient(&ws, steps).chunks_exact(width) {
+        for row in net.input_gradient(&self.ws, steps).chunks_exact(width) {
             for (sum, &g) in mean_gradient.iter_mut().zip(row) {
                 *sum += f64::from(g);
             }
         }
         let attributions = mean_gradient
             .iter()
-            .zip(input.iter().zip(baseline))
+            .zip(self.input.iter().zip(self.baseline))
             .map(|(sum, (&x, &b))| ((f64::from(x) - f64::from(b)) * sum / steps as f64) as f32)
             .collect();
         Ok(Attribution {
             attributions,
-            value,
-            baseline_value,
+            value: self.value,
+            baseline_value: self.baseline_value,
             steps,
         })
     }
