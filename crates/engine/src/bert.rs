@@ -87,53 +87,73 @@ pub(crate) fn checked_root<'a>(
     )
 }
 
-/// Checks every token id and length before any indexing, so bad input is an error
-/// naming the offending sequence rather than a panic.
-pub(crate) fn validate<S: AsRef<[u32]>>(
-    sequences: &[S],
-    vocab_size: usize,
-    max_positions: usize,
-) -> Result<Vec<usize>, EngineError> {
-    if sequences.is_empty() {
-        return Err(EngineError::EmptyBatch);
+/// The sizes both BERT implementations work with, taken from the config once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BertDims {
+    pub hidden_size: usize,
+    pub n_heads: usize,
+    pub head_dim: usize,
+    pub layer_norm_eps: f32,
+    pub vocab_size: usize,
+    pub max_positions: usize,
+}
+
+impl BertDims {
+    /// The dims of a config [`checked_root`] accepted (heads divide the hidden size).
+    pub(crate) fn of(config: &BertConfig) -> Self {
+        Self {
+            hidden_size: config.hidden_size,
+            n_heads: config.num_attention_heads,
+            head_dim: config.hidden_size / config.num_attention_heads.max(1),
+            layer_norm_eps: config.layer_norm_eps as f32,
+            vocab_size: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+        }
     }
-    sequences
-        .iter()
-        .enumerate()
-        .map(|(index, sequence)| {
-            let sequence = sequence.as_ref();
-            if sequence.is_empty() {
-                return Err(EngineError::EmptySequence { index });
-            }
-            if sequence.len() > max_positions {
-                return Err(EngineError::SequenceTooLong {
-                    index,
-                    n_tokens: sequence.len(),
-                    max_tokens: max_positions,
-                });
-            }
-            if let Some(&token_id) = sequence.iter().find(|&&id| id as usize >= vocab_size) {
-                return Err(EngineError::TokenIdOutOfRange {
-                    index,
-                    token_id,
-                    vocab_size,
-                });
-            }
-            Ok(sequence.len())
-        })
-        .collect()
+
+    /// Checks every token id and length before any indexing, so bad input is an error
+    /// naming the offending sequence rather than a panic; returns the lengths.
+    pub(crate) fn validate<S: AsRef<[u32]>>(
+        &self,
+        sequences: &[S],
+    ) -> Result<Vec<usize>, EngineError> {
+        let (vocab_size, max_positions) = (self.vocab_size, self.max_positions);
+        if sequences.is_empty() {
+            return Err(EngineError::EmptyBatch);
+        }
+        sequences
+            .iter()
+            .enumerate()
+            .map(|(index, sequence)| {
+                let sequence = sequence.as_ref();
+                if sequence.is_empty() {
+                    return Err(EngineError::EmptySequence { index });
+                }
+                if sequence.len() > max_positions {
+                    return Err(EngineError::SequenceTooLong {
+                        index,
+                        n_tokens: sequence.len(),
+                        max_tokens: max_positions,
+                    });
+                }
+                if let Some(&token_id) = sequence.iter().find(|&&id| id as usize >= vocab_size) {
+                    return Err(EngineError::TokenIdOutOfRange {
+                        index,
+                        token_id,
+                        vocab_size,
+                    });
+                }
+                Ok(sequence.len())
+            })
+            .collect()
+    }
 }
 
 /// A loaded BERT encoder: token ids in, one hidden state per token out.
 pub struct BertModel {
     embeddings: Embeddings,
     layers: Vec<Layer>,
-    hidden_size: usize,
-    n_heads: usize,
-    head_dim: usize,
-    layer_norm_eps: f32,
-    vocab_size: usize,
-    max_positions: usize,
+    dims: BertDims,
 }
 
 struct Embeddings {
@@ -190,7 +210,6 @@ impl BertModel {
         precision: Precision,
     ) -> Result<Self, EngineError> {
         let vb = checked_root(vb, config)?;
-        let hidden = config.hidden_size;
         let tensors = BertTensors::load(&vb, config)?;
         let embeddings = Embeddings {
             word: to_vec(&tensors.word)?,
@@ -206,34 +225,29 @@ impl BertModel {
         Ok(Self {
             embeddings,
             layers,
-            hidden_size: hidden,
-            n_heads: config.num_attention_heads,
-            head_dim: hidden / config.num_attention_heads,
-            layer_norm_eps: config.layer_norm_eps as f32,
-            vocab_size: config.vocab_size,
-            max_positions: config.max_position_embeddings,
+            dims: BertDims::of(config),
         })
     }
 
     pub fn hidden_size(&self) -> usize {
-        self.hidden_size
+        self.dims.hidden_size
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.vocab_size
+        self.dims.vocab_size
     }
 
     pub fn max_positions(&self) -> usize {
-        self.max_positions
+        self.dims.max_positions
     }
 
     /// Runs the encoder over packed sequences and returns the last hidden states,
     /// `[sum of lengths, hidden]` row-major, sequences one after another in input order.
     pub fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
-        let seq_lens = validate(sequences, self.vocab_size, self.max_positions)?;
+        let seq_lens = self.dims.validate(sequences)?;
         let n_tokens: usize = seq_lens.iter().sum();
-        let hidden = self.hidden_size;
-        let eps = self.layer_norm_eps;
+        let hidden = self.dims.hidden_size;
+        let eps = self.dims.layer_norm_eps;
 
         let mut states = Vec::with_capacity(n_tokens * hidden);
         for sequence in sequences {
@@ -255,7 +269,13 @@ impl BertModel {
         for layer in &self.layers {
             let qkv = layer.qkv.product(&states)?;
             let context = with_f32(&qkv, |qkv| {
-                kernels::attention(qkv, &layer.qkv.bias, &seq_lens, self.n_heads, self.head_dim)
+                kernels::attention(
+                    qkv,
+                    &layer.qkv.bias,
+                    &seq_lens,
+                    self.dims.n_heads,
+                    self.dims.head_dim,
+                )
             })?;
             let context = Tensor::from_vec(context, (n_tokens, hidden), &Device::Cpu)?;
             let projected = layer.attention_output.product(&context)?;

@@ -11,7 +11,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::bert::{checked_root, validate, BertConfig};
+use crate::bert::{checked_root, BertConfig, BertDims};
 use crate::bert_weights::{BertTensors, DenseTensors, NormTensors};
 use crate::EngineError;
 
@@ -59,12 +59,7 @@ pub struct CandleBert {
     token_type_0: Tensor,
     embedding_norm: Norm,
     layers: Vec<Layer>,
-    hidden_size: usize,
-    n_heads: usize,
-    head_dim: usize,
-    eps: f32,
-    vocab_size: usize,
-    max_positions: usize,
+    dims: BertDims,
     device: Device,
 }
 
@@ -72,7 +67,6 @@ impl CandleBert {
     /// Loads the weights onto the builder's device.
     pub fn load(vb: VarBuilder, config: &BertConfig) -> Result<Self, EngineError> {
         let vb = checked_root(vb, config)?;
-        let hidden = config.hidden_size;
         let tensors = BertTensors::load(&vb, config)?;
         let layers = tensors
             .layers
@@ -94,12 +88,7 @@ impl CandleBert {
             token_type_0: tensors.token_type_0,
             embedding_norm: Norm::new(&tensors.embedding_norm),
             layers,
-            hidden_size: hidden,
-            n_heads: config.num_attention_heads,
-            head_dim: hidden / config.num_attention_heads,
-            eps: config.layer_norm_eps as f32,
-            vocab_size: config.vocab_size,
-            max_positions: config.max_position_embeddings,
+            dims: BertDims::of(config),
             device: vb.device().clone(),
         })
     }
@@ -107,7 +96,7 @@ impl CandleBert {
     /// The last hidden states of the real tokens, `[sum of lengths, hidden]`, sequences
     /// one after another in input order (as [`crate::bert::BertModel::forward`]).
     pub fn forward<S: AsRef<[u32]>>(&self, sequences: &[S]) -> Result<Vec<f32>, EngineError> {
-        let lens = validate(sequences, self.vocab_size, self.max_positions)?;
+        let lens = self.dims.validate(sequences)?;
         let (batch, longest) = (lens.len(), lens.iter().copied().max().unwrap_or(0));
         let mut ids = vec![0u32; batch * longest];
         // Added to the attention scores: 0 for real tokens, MASKED for padding.
@@ -120,7 +109,7 @@ impl CandleBert {
         let ids = Tensor::from_vec(ids, batch * longest, &self.device)?;
         let additive_mask = Tensor::from_vec(mask, (batch, 1, 1, longest), &self.device)?;
 
-        let hidden = self.hidden_size;
+        let (hidden, eps) = (self.dims.hidden_size, self.dims.layer_norm_eps);
         let words = self
             .word
             .index_select(&ids, 0)?
@@ -129,13 +118,15 @@ impl CandleBert {
         let mut x = words
             .broadcast_add(&positions)?
             .broadcast_add(&self.token_type_0)?;
-        x = self.embedding_norm.forward(&x, self.eps)?;
+        x = self.embedding_norm.forward(&x, eps)?;
         let heads = |t: Tensor| -> Result<Tensor, EngineError> {
-            Ok(t.reshape((batch, longest, self.n_heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
+            Ok(
+                t.reshape((batch, longest, self.dims.n_heads, self.dims.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?,
+            )
         };
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scale = 1.0 / (self.dims.head_dim as f64).sqrt();
         for layer in &self.layers {
             let q = heads(layer.query.forward(&x)?)?;
             let k = heads(layer.key.forward(&x)?)?;
@@ -150,12 +141,11 @@ impl CandleBert {
                 .reshape((batch, longest, hidden))?;
             let attended = layer
                 .attention_norm
-                .forward(&(layer.attention_output.forward(&context)? + &x)?, self.eps)?;
+                .forward(&(layer.attention_output.forward(&context)? + &x)?, eps)?;
             let intermediate = layer.intermediate.forward(&attended)?.gelu_erf()?;
-            x = layer.output_norm.forward(
-                &(layer.output.forward(&intermediate)? + &attended)?,
-                self.eps,
-            )?;
+            x = layer
+                .output_norm
+                .forward(&(layer.output.forward(&intermediate)? + &attended)?, eps)?;
         }
 
         let states = x
