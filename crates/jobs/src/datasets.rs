@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 pub use engine::tensor::CsvColumns;
 use engine::tensor::{
-    csv_subject_rows, csv_without_subject, Dataset, DatasetError, DatasetLimits, TensorModelSpec,
-    ValidSpec, SUBJECT_KEY,
+    csv_without_subject, Dataset, DatasetError, DatasetLimits, TensorModelSpec, ValidSpec,
+    SUBJECT_KEY,
 };
 use registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -314,7 +314,7 @@ pub fn validate(
                     "features": columns.features,
                     "targets": columns.targets,
                     // Erasure reads the CSV datasets whose count is not 0.
-                    "subject_rows": csv_subject_rows(bytes)?,
+                    "subject_rows": data.subject_rows(),
                 }),
             })
         }

@@ -64,6 +64,21 @@ fn csv_rows_may_name_their_data_subject() {
         "targets cannot list \"subject\"",
     );
     assert_eq!(csv_subject_rows(text.as_bytes()).unwrap(), 3);
+    let with_subject = CsvColumns {
+        features: vec!["a".into(), "b".into(), "c".into()],
+        targets: vec!["t1".into(), "t2".into()],
+    };
+    let parsed = Dataset::from_csv(
+        &spec,
+        text.as_bytes(),
+        &with_subject,
+        DatasetLimits::default(),
+    );
+    assert_eq!(
+        parsed.unwrap().subject_rows(),
+        3,
+        "counted while parsing, too"
+    );
     let (kept, removed) = csv_without_subject(text.as_bytes(), "user-7").unwrap();
     assert_eq!(removed, 2);
     let kept = String::from_utf8(kept).unwrap();
@@ -77,6 +92,7 @@ fn csv_rows_may_name_their_data_subject() {
     // Without the column nothing is a subject's.
     let plain = "a,b,c,t1,t2\n1,2,3,0,1\n";
     assert_eq!(csv_subject_rows(plain.as_bytes()).unwrap(), 0);
+    assert_eq!(csv(plain).unwrap().subject_rows(), 0);
     assert_eq!(csv_without_subject(plain.as_bytes(), "").unwrap().1, 0);
 }
 

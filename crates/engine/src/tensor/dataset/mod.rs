@@ -146,6 +146,8 @@ pub struct Dataset {
     output_width: usize,
     inputs: Vec<f32>,
     targets: Vec<f32>,
+    /// Rows that name their data subject (CSV only; see [`Dataset::subject_rows`]).
+    subject_rows: usize,
 }
 
 impl Dataset {
@@ -187,6 +189,7 @@ impl Dataset {
             output_width: ow,
             inputs,
             targets,
+            subject_rows: 0,
         })
     }
 
@@ -319,6 +322,8 @@ impl Dataset {
             .iter()
             .map(find)
             .collect::<Result<Vec<_>, _>>()?;
+        let subject = header.iter().position(|name| name == SUBJECT_KEY);
+        let mut subject_rows = 0;
         let mut builder = Builder::new(spec, limits);
         let mut numbers = Vec::new();
         for record in records {
@@ -336,6 +341,9 @@ impl Dataset {
                 });
             }
             builder.check_room()?;
+            if subject.is_some_and(|i| !fields[i].trim().is_empty()) {
+                subject_rows += 1;
+            }
             for (is_target, idx) in [(false, &feature_idx), (true, &target_idx)] {
                 numbers.clear();
                 for &i in idx.iter() {
@@ -353,11 +361,18 @@ impl Dataset {
             }
             builder.rows += 1;
         }
-        builder.finish()
+        let mut data = builder.finish()?;
+        data.subject_rows = subject_rows;
+        Ok(data)
     }
 
     pub fn n_rows(&self) -> usize {
         self.n_rows
+    }
+    /// How many rows of a CSV dataset name their subject (a non-empty [`SUBJECT_KEY`]
+    /// cell), as [`csv_subject_rows`] counts them; 0 for other formats.
+    pub fn subject_rows(&self) -> usize {
+        self.subject_rows
     }
     pub fn input_width(&self) -> usize {
         self.input_width
@@ -497,6 +512,7 @@ impl Builder {
             output_width: self.output_width,
             inputs: self.inputs,
             targets: self.targets,
+            subject_rows: 0,
         })
     }
 }
