@@ -182,9 +182,7 @@ impl SqliteAuditAppender {
         tx.commit().map_err(sqlite_error)?;
         Ok((records, self.wal()?))
     }
-}
 
-impl SqliteAuditAppender {
     /// Stores a checkpoint and subtree roots as [`Store::insert_checkpoint`] does,
     /// through this connection: no round trip to the pool's worker and no sync of its
     /// own (the rows reach the disk with the next batch's [`WalSync`]; a checkpoint

@@ -43,6 +43,13 @@ async fn open_log(pem: Option<&str>) -> Log {
     }
 }
 
+/// A hash from its hex.
+fn hash(text: &str) -> [u8; 32] {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(text, &mut hash).unwrap();
+    hash
+}
+
 fn entry(n: i64) -> NewAuditEntry {
     NewAuditEntry {
         recorded_at: 1_700_000_000 + n,
@@ -378,11 +385,6 @@ async fn two_logs_on_one_postgres_form_one_chain() {
     // with it verify against the signed root.
     assert!(store.audit_node(8, 0).await.unwrap().is_some());
     let proof = audit::inclusion_proof(store, 10).await.unwrap().unwrap();
-    let hash = |text: &str| {
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(text, &mut hash).unwrap();
-        hash
-    };
     let path: Vec<_> = proof.proof.iter().map(|p| hash(p)).collect();
     crypto::merkle::verify_inclusion(
         &crypto::merkle::leaf_hash(&hash(&proof.entry_hash)),
@@ -549,11 +551,7 @@ async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
     let (entries, _) = audit::load(&log.store).await.unwrap();
     let leaves: Vec<merkle::Hash> = entries
         .iter()
-        .map(|e| {
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(&e.entry_hash, &mut hash).unwrap();
-            merkle::leaf_hash(&hash)
-        })
+        .map(|e| merkle::leaf_hash(&hash(&e.entry_hash)))
         .collect();
     let expected = |seq: i64| -> Vec<String> {
         merkle::inclusion_proof(&leaves, seq as u64 - 1, 700)
