@@ -81,9 +81,9 @@ pub fn inclusion_proof(
             "leaf index not below tree size",
         ));
     }
-    let mut proof = Vec::new();
-    path(index as usize, leaves, &mut proof);
-    Ok(proof)
+    inclusion_proof_with(index, size, &mut perfect_subtrees(leaves)).ok_or(
+        CryptoError::InvalidArgument("leaf index not below tree size"),
+    )
 }
 
 /// The inclusion proof of leaf `index` in a tree of `size` leaves (as
@@ -107,8 +107,58 @@ pub fn inclusion_proof_with(
 
 /// The `(start, level)` of every perfect subtree [`inclusion_proof_with`] asks for.
 pub fn inclusion_subtrees(index: u64, size: u64) -> Vec<(u64, u32)> {
+    subtrees_asked(|subtree| {
+        inclusion_proof_with(index, size, &mut &mut *subtree);
+    })
+}
+
+/// The consistency proof between the trees of `old_size` and `new_size` leaves (as
+/// [`consistency_proof`]), built from roots of perfect subtrees as
+/// [`inclusion_proof_with`] builds inclusion proofs; `None` when a subtree is unknown
+/// or `old_size > new_size`. Which subtrees it asks for depends only on the two sizes
+/// ([`consistency_subtrees`]).
+pub fn consistency_proof_with(
+    old_size: u64,
+    new_size: u64,
+    subtree: &mut impl FnMut(u64, u32) -> Option<Hash>,
+) -> Option<Vec<Hash>> {
+    if old_size > new_size {
+        return None;
+    }
+    let mut proof = Vec::new();
+    if old_size > 0 && old_size < new_size {
+        subproof_with(old_size, 0, new_size, true, subtree, &mut proof)?;
+    }
+    Some(proof)
+}
+
+/// The `(start, level)` of every perfect subtree [`consistency_proof_with`] asks for.
+pub fn consistency_subtrees(old_size: u64, new_size: u64) -> Vec<(u64, u32)> {
+    subtrees_asked(|subtree| {
+        consistency_proof_with(old_size, new_size, &mut &mut *subtree);
+    })
+}
+
+/// The head of the tree of the first `size` leaves, from roots of perfect subtrees
+/// (one per set bit of `size`); `None` when one is unknown.
+pub fn root_with(size: u64, subtree: &mut impl FnMut(u64, u32) -> Option<Hash>) -> Option<Hash> {
+    if size == 0 {
+        return Some(empty_root());
+    }
+    tree_hash_with(0, size, subtree)
+}
+
+/// The `(start, level)` of every perfect subtree [`root_with`] asks for.
+pub fn root_subtrees(size: u64) -> Vec<(u64, u32)> {
+    subtrees_asked(|subtree| {
+        root_with(size, &mut &mut *subtree);
+    })
+}
+
+/// Records the subtrees a `_with` builder asks for, answering each with a dummy hash.
+fn subtrees_asked(build: impl FnOnce(&mut dyn FnMut(u64, u32) -> Option<Hash>)) -> Vec<(u64, u32)> {
     let mut asked = Vec::new();
-    inclusion_proof_with(index, size, &mut |start, level| {
+    build(&mut |start, level| {
         asked.push((start, level));
         Some([0; 32])
     });
@@ -165,11 +215,19 @@ pub fn consistency_proof(
     if old_size > new_size {
         return Err(CryptoError::InvalidArgument("old size above new size"));
     }
-    let mut proof = Vec::new();
-    if old_size > 0 && old_size < new_size {
-        subproof(old_size as usize, leaves, true, &mut proof);
+    consistency_proof_with(old_size, new_size, &mut perfect_subtrees(leaves))
+        .ok_or(CryptoError::InvalidArgument("old size above new size"))
+}
+
+/// Roots of perfect subtrees computed from the leaves, for the `_with` builders.
+fn perfect_subtrees(leaves: &[Hash]) -> impl FnMut(u64, u32) -> Option<Hash> + '_ {
+    |start, level| {
+        let start = usize::try_from(start).ok()?;
+        leaves
+            .get(start..)?
+            .get(..1usize.checked_shl(level)?)
+            .map(root)
     }
-    Ok(proof)
 }
 
 /// Verifies that `leaf` is entry `index` of the tree of `size` leaves with head
@@ -302,37 +360,29 @@ fn split_point(n: usize) -> usize {
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
 }
 
-/// PATH(m, D[n]) of RFC 9162 §2.1.3.1.
-fn path(m: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if n <= 1 {
-        return;
-    }
-    let k = split_point(n);
-    if m < k {
-        path(m, &leaves[..k], proof);
-        proof.push(root(&leaves[k..]));
-    } else {
-        path(m - k, &leaves[k..], proof);
-        proof.push(root(&leaves[..k]));
-    }
-}
-
-/// SUBPROOF(m, D[n], b) of RFC 9162 §2.1.4.1.
-fn subproof(m: usize, leaves: &[Hash], complete: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// SUBPROOF(m, D[start..end], b) of RFC 9162 §2.1.4.1, from subtree roots.
+fn subproof_with(
+    m: u64,
+    start: u64,
+    end: u64,
+    complete: bool,
+    subtree: &mut impl FnMut(u64, u32) -> Option<Hash>,
+    proof: &mut Vec<Hash>,
+) -> Option<()> {
+    let n = end - start;
     if m == n {
         if !complete {
-            proof.push(root(leaves));
+            proof.push(tree_hash_with(start, end, subtree)?);
         }
-        return;
+        return Some(());
     }
-    let k = split_point(n);
+    let k = split_point(n as usize) as u64;
     if m <= k {
-        subproof(m, &leaves[..k], complete, proof);
-        proof.push(root(&leaves[k..]));
+        subproof_with(m, start, start + k, complete, subtree, proof)?;
+        proof.push(tree_hash_with(start + k, end, subtree)?);
     } else {
-        subproof(m - k, &leaves[k..], false, proof);
-        proof.push(root(&leaves[..k]));
+        subproof_with(m - k, start + k, end, false, subtree, proof)?;
+        proof.push(tree_hash_with(start, start + k, subtree)?);
     }
+    Some(())
 }

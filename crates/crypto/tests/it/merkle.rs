@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use crypto::merkle::{
-    chain_hash, consistency_proof, empty_root, inclusion_proof, inclusion_proof_with,
-    inclusion_subtrees, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
-    CompactRange, Hash,
+    chain_hash, consistency_proof, consistency_proof_with, consistency_subtrees, empty_root,
+    inclusion_proof, inclusion_proof_with, inclusion_subtrees, leaf_hash, node_hash, root,
+    root_subtrees, root_with, verify_consistency, verify_inclusion, CompactRange, Hash,
 };
 
 use crate::{h, h32};
@@ -516,24 +516,13 @@ fn all_small_trees_prove_and_verify() {
 /// a subtree it lacks makes the proof `None`, never a wrong one.
 #[test]
 fn proofs_from_completed_subtrees_equal_proofs_from_all_leaves() {
-    let leaves: Vec<Hash> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
-    let mut range = CompactRange::new();
-    let mut nodes = HashMap::new();
-    for leaf in &leaves {
-        range.append_with(*leaf, |level, index, node| {
-            let start = (index << level) as usize;
-            assert_eq!(*node, root(&leaves[start..start + (1 << level)]));
-            assert!(nodes.insert((index << level, level), *node).is_none());
-        });
-    }
-    // Every perfect subtree of 70 leaves: 35 + 17 + 8 + 4 + 2 + 1.
-    assert_eq!(nodes.len(), 67);
+    let (leaves, nodes) = completed_subtrees(70);
+    // Every perfect subtree of 70 leaves: 70 leaves, then 35 + 17 + 8 + 4 + 2 + 1.
+    assert_eq!(nodes.len(), 70 + 67);
+    let known = |start: u64, level: u32| nodes.get(&(start, level)).copied();
     for n in 1..=leaves.len() as u64 {
         for index in 0..n {
-            let mut known = |start: u64, level: u32| match level {
-                0 => leaves.get(start as usize).copied(),
-                _ => nodes.get(&(start, level)).copied(),
-            };
+            let mut known = known;
             let proof = inclusion_proof_with(index, n, &mut known).unwrap();
             assert_eq!(
                 proof,
@@ -545,16 +534,78 @@ fn proofs_from_completed_subtrees_equal_proofs_from_all_leaves() {
                 .iter()
                 .all(|&(start, level)| start % (1 << level) == 0));
             if let Some(&missing) = asked.last() {
-                let mut lacking = |start: u64, level: u32| {
-                    ((start, level) != missing)
-                        .then(|| known(start, level))
-                        .flatten()
-                };
+                let mut lacking = lacking(&nodes, missing);
                 assert_eq!(inclusion_proof_with(index, n, &mut lacking), None);
             }
         }
     }
     assert_eq!(inclusion_proof_with(5, 5, &mut |_, _| Some([0; 32])), None);
+}
+
+/// `leaves` leaf hashes, and by `(start, level)` every leaf (level 0) and the root of
+/// every perfect subtree `CompactRange` reports as it appends them, each checked
+/// against the leaves.
+fn completed_subtrees(leaves: u32) -> (Vec<Hash>, HashMap<(u64, u32), Hash>) {
+    let leaves: Vec<Hash> = (0..leaves).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut range = CompactRange::new();
+    let mut nodes = HashMap::new();
+    for (index, leaf) in leaves.iter().enumerate() {
+        nodes.insert((index as u64, 0), *leaf);
+        range.append_with(*leaf, |level, index, node| {
+            let start = (index << level) as usize;
+            assert_eq!(*node, root(&leaves[start..start + (1 << level)]));
+            assert!(nodes.insert((index << level, level), *node).is_none());
+        });
+    }
+    (leaves, nodes)
+}
+
+/// The subtrees in `nodes` except `missing`.
+fn lacking(
+    nodes: &HashMap<(u64, u32), Hash>,
+    missing: (u64, u32),
+) -> impl FnMut(u64, u32) -> Option<Hash> + '_ {
+    move |start, level| {
+        ((start, level) != missing)
+            .then(|| nodes.get(&(start, level)).copied())
+            .flatten()
+    }
+}
+
+/// Consistency proofs and tree heads from completed subtrees equal those from all
+/// leaves, for every pair of sizes up to 40; a subtree they lack makes them `None`.
+#[test]
+fn consistency_proofs_from_completed_subtrees_equal_proofs_from_all_leaves() {
+    let (leaves, nodes) = completed_subtrees(40);
+    let known = |start: u64, level: u32| nodes.get(&(start, level)).copied();
+    for new in 0..=leaves.len() as u64 {
+        let head = root_with(new, &mut { known }).unwrap();
+        assert_eq!(head, root(&leaves[..new as usize]), "head of {new}");
+        let asked = root_subtrees(new);
+        assert_eq!(asked.len(), new.count_ones() as usize, "head of {new}");
+        if let Some(&missing) = asked.first() {
+            assert_eq!(root_with(new, &mut lacking(&nodes, missing)), None);
+        }
+        for old in 0..=new {
+            let proof = consistency_proof_with(old, new, &mut { known }).unwrap();
+            assert_eq!(
+                proof,
+                consistency_proof(&leaves, old, new).unwrap(),
+                "{old} → {new}"
+            );
+            let asked = consistency_subtrees(old, new);
+            assert!(asked
+                .iter()
+                .all(|&(start, level)| start % (1 << level) == 0));
+            if let Some(&missing) = asked.last() {
+                assert_eq!(
+                    consistency_proof_with(old, new, &mut lacking(&nodes, missing)),
+                    None
+                );
+            }
+        }
+        assert_eq!(consistency_proof_with(new + 1, new, &mut { known }), None);
+    }
 }
 
 #[test]
