@@ -334,6 +334,21 @@ impl Store {
         rows.iter().map(CheckpointRecord::from_row).collect()
     }
 
+    /// The checkpoint of exactly `size` entries, if one was signed.
+    pub async fn audit_checkpoint(
+        &self,
+        size: i64,
+    ) -> Result<Option<CheckpointRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints \
+             WHERE size = $1",
+        )
+        .bind(size)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CheckpointRecord::from_row).transpose()
+    }
+
     /// The checkpoint with the largest size, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
         let row = sqlx::query(

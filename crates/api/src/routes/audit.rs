@@ -1,10 +1,12 @@
-//! The audit log over HTTP: entries (tenant-scoped), inclusion proofs against the
-//! latest checkpoint, and signed receipts.
+//! The audit log over HTTP: entries (tenant-scoped), the latest signed checkpoint,
+//! inclusion proofs against it, consistency proofs between checkpoints, and signed
+//! receipts.
 
 use axum::extract::State;
-use governance::audit::{self, AuditEntry, InclusionProof};
+use axum::http::StatusCode;
+use governance::audit::{self, AuditEntry, ConsistencyProof, InclusionProof};
 use serde::{Deserialize, Serialize};
-use store::AuditFilter;
+use store::{AuditFilter, CheckpointRecord};
 use utoipa::ToSchema;
 
 use crate::audit::audit_unavailable;
@@ -98,6 +100,55 @@ impl From<InclusionProof> for ProofView {
     }
 }
 
+/// A signed checkpoint: the head of the Merkle tree over the first `size` entries.
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointView {
+    pub size: i64,
+    pub root: String,
+    pub signed_at: i64,
+    pub key_id: String,
+    /// The checkpoint note: the signed text and its signature. Keep it: later
+    /// checkpoints must be consistent with it (`GET /v1/audit/consistency`).
+    pub checkpoint: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// The size of the checkpoint the caller kept.
+    pub from: u64,
+    /// The size of a later signed checkpoint (default: the latest).
+    pub to: Option<u64>,
+}
+
+/// An RFC 9162 consistency proof: the tree of `from_size` entries is a prefix of the
+/// signed tree of `to_size` entries.
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyView {
+    pub from_size: u64,
+    /// The head of the first `from_size` entries as the server holds them; check the
+    /// proof against the head you kept (`charter audit check-consistency`).
+    pub from_root: String,
+    pub to_size: u64,
+    pub to_root: String,
+    pub proof: Vec<String>,
+    /// The signed checkpoint note of `to_size`.
+    pub checkpoint: String,
+}
+
+impl From<ConsistencyProof> for ConsistencyView {
+    fn from(p: ConsistencyProof) -> Self {
+        Self {
+            from_size: p.from_size,
+            from_root: p.from_root,
+            to_size: p.to_size,
+            to_root: p.to_root,
+            proof: p.proof,
+            checkpoint: p.checkpoint,
+        }
+    }
+}
+
 /// Lists audit entries: a tenant's own, or all for admins.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])),
     params(AuditQuery),
@@ -147,6 +198,97 @@ pub async fn proof(
             )
         })?;
     Ok(Json(proof.into()))
+}
+
+/// The latest signed checkpoint.
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = CheckpointView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn checkpoint(
+    _guard: Guarded<AuditRead>,
+    State(state): State<AppState>,
+) -> ApiResult<Json<CheckpointView>> {
+    let latest = latest_checkpoint(&state).await?;
+    let note = audit::checkpoint_note(&latest).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(CheckpointView {
+        size: latest.size,
+        root: latest.root,
+        signed_at: latest.signed_at,
+        key_id: latest.key_id,
+        checkpoint: note,
+    }))
+}
+
+/// The consistency proof from the tree of `from` entries (a checkpoint the caller
+/// kept) to a later signed checkpoint (`to`, default the latest).
+#[utoipa::path(get, path = "/v1/audit/consistency", tag = "audit", security(("bearer" = [])),
+    params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyView), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn consistency(
+    _guard: Guarded<AuditRead>,
+    State(state): State<AppState>,
+    Query(query): Query<ConsistencyQuery>,
+) -> ApiResult<Json<ConsistencyView>> {
+    let to = match query.to {
+        None => latest_checkpoint(&state).await?,
+        Some(size) => {
+            let found = match i64::try_from(size) {
+                Ok(size) => state
+                    .store()
+                    .audit_checkpoint(size)
+                    .await
+                    .map_err(store_error)?,
+                Err(_) => None,
+            };
+            found.ok_or_else(|| {
+                ApiError::not_found(
+                    "not_found",
+                    format!(
+                        "no checkpoint of {size} entries was signed; \
+                         GET /v1/audit/checkpoint names the latest"
+                    ),
+                )
+                .with_param("to")
+            })?
+        }
+    };
+    if query.from > to.size.unsigned_abs() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "from ({}) is above the size of the checkpoint ({}): a log only grows",
+                query.from, to.size
+            ),
+        )
+        .with_param("from"));
+    }
+    let proof = audit::consistency_proof(state.store(), query.from, &to)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_log_damaged",
+                "the log holds fewer entries than its checkpoint; an operator should run \
+                 `charter audit verify`",
+            )
+        })?;
+    Ok(Json(proof.into()))
+}
+
+/// The latest checkpoint, or 404 while none is signed.
+async fn latest_checkpoint(state: &AppState) -> ApiResult<CheckpointRecord> {
+    state
+        .store()
+        .latest_checkpoint()
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "not_sealed",
+                "no checkpoint has been signed yet; retry shortly",
+            )
+        })
 }
 
 /// A receipt: the entry's digests, model, tenant, time and status, signed by the

@@ -28,7 +28,7 @@ use crate::auth::{self, Permission};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use audit::{AuditEntryView, AuditList, ProofView};
+pub use audit::{AuditEntryView, AuditList, CheckpointView, ConsistencyView, ProofView};
 pub use cards::{
     CardRequest, CardView, DatasetLineageView, LineageView, ModelLineage, SignatureList,
     SignatureView, VersionLineageView,
@@ -188,6 +188,8 @@ pub fn table() -> Vec<Route> {
         route::<auth::Admin>(M::DELETE, "/v1/keys/{id}", delete(keys::revoke)),
         route::<auth::AuditRead>(M::GET, "/v1/audit", get(audit::list)),
         route::<auth::AuditRead>(M::GET, "/v1/audit/{seq}/proof", get(audit::proof)),
+        route::<auth::AuditRead>(M::GET, "/v1/audit/checkpoint", get(audit::checkpoint)),
+        route::<auth::AuditRead>(M::GET, "/v1/audit/consistency", get(audit::consistency)),
         route::<auth::Receipts>(M::GET, "/v1/receipts/{seq}", get(audit::receipt)),
         route::<auth::Usage>(M::GET, "/v1/usage", get(usage::list)),
         route::<auth::Inference>(M::POST, "/v1/privacy/redact", post(privacy::redact)),

@@ -1,5 +1,6 @@
 //! `charter audit`: verify the audit log (in the database or in an export file),
-//! export it as JSONL, and print the server's audit public key.
+//! export it as JSONL, print the server's audit public key, and check saved inclusion
+//! and consistency proofs offline.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use crypto::merkle::Checkpoint;
 use crypto::signing::VerifyingKey;
 use governance::audit;
 
@@ -31,6 +33,63 @@ pub enum AuditCommand {
     },
     /// Print the server's audit signing public key (PEM), creating the key pair if absent
     PublicKey,
+    /// Check a saved inclusion proof (the JSON of GET /v1/audit/{seq}/proof) offline; exit 1 if it does not hold
+    CheckProof {
+        /// The saved proof
+        file: PathBuf,
+        /// The server's public key: a PEM file, or the PEM text itself
+        #[arg(long, value_name = "PEM", allow_hyphen_values = true)]
+        public_key: String,
+    },
+    /// Check a consistency proof (the JSON of GET /v1/audit/consistency?from=SIZE) against a checkpoint kept from earlier; exit 1 if the log was rewritten or forked
+    CheckConsistency {
+        /// The saved proof
+        file: PathBuf,
+        /// The checkpoint kept from earlier: a saved response of GET /v1/audit/checkpoint, /proof or /consistency, or a checkpoint note
+        #[arg(long, value_name = "FILE")]
+        kept: PathBuf,
+        /// The server's public key: a PEM file, or the PEM text itself
+        #[arg(long, value_name = "PEM", allow_hyphen_values = true)]
+        public_key: String,
+    },
+}
+
+/// Reads `file` as JSON of type `T` and checks it with `check`: prints `ok: …` and
+/// succeeds, or prints `FAIL: …` and fails.
+fn check_file<T: serde::de::DeserializeOwned>(
+    public_key: &str,
+    file: &std::path::Path,
+    check: impl FnOnce(&VerifyingKey, &T) -> Result<String, audit::AuditError>,
+) -> anyhow::Result<ExitCode> {
+    let key = VerifyingKey::from_public_key_pem(&super::read_pem(public_key, "public key")?)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let outcome = serde_json::from_str(&text)
+        .map_err(|error| format!("{} is not a saved proof: {error}", file.display()))
+        .and_then(|proof| check(&key, &proof).map_err(|error| error.to_string()));
+    match outcome {
+        Ok(message) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            println!("FAIL: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The checkpoint in `path`: the `checkpoint` field of a saved JSON response, or a
+/// checkpoint note as the file's whole text.
+fn kept_checkpoint(path: &std::path::Path) -> anyhow::Result<Checkpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let note = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|json| json.get("checkpoint")?.as_str().map(str::to_owned))
+        .unwrap_or(text);
+    Checkpoint::from_note(&note)
+        .with_context(|| format!("{} holds no checkpoint note", path.display()))
 }
 
 pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -124,6 +183,34 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                 None => std::io::stdout().write_all(&buffer)?,
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::CheckProof { file, public_key } => {
+            check_file(&public_key, &file, |key, proof| {
+                let checkpoint = audit::check_inclusion(proof, key)?;
+                Ok(format!(
+                    "ok: entry {} is in the signed tree of {} entries (key {})",
+                    proof.seq,
+                    checkpoint.size,
+                    key.key_id()
+                ))
+            })
+        }
+        AuditCommand::CheckConsistency {
+            file,
+            kept,
+            public_key,
+        } => {
+            let kept = kept_checkpoint(&kept)?;
+            check_file(&public_key, &file, |key, proof| {
+                let newer = audit::check_consistency(&kept, proof, key)?;
+                Ok(format!(
+                    "ok: the kept checkpoint of {} entries is a prefix of the signed \
+                     checkpoint of {} entries (key {}); keep the newer one",
+                    kept.size,
+                    newer.size,
+                    key.key_id()
+                ))
+            })
         }
         AuditCommand::PublicKey => {
             std::fs::create_dir_all(&context.storage.data_dir).with_context(|| {

@@ -63,7 +63,7 @@ pub enum Command {
     /// Manage models in the registry
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Verify and export the audit log; print its public key
+    /// Verify and export the audit log; print its public key; check saved proofs offline
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Check signed receipts offline

@@ -52,7 +52,7 @@ pub enum ModelsCommand {
         /// NAME for the latest version, or NAME:VERSION
         model: ModelRef,
         /// The private key: a PEM file, or the PEM text itself
-        #[arg(long, value_name = "PEM")]
+        #[arg(long, value_name = "PEM", allow_hyphen_values = true)]
         key: String,
     },
     /// Verify a version's signatures against its files now; exit 1 unless one verifies

@@ -14,7 +14,7 @@ pub enum ReceiptsCommand {
         /// The saved receipt
         file: PathBuf,
         /// The server's public key: a PEM file, or the PEM text itself
-        #[arg(long, value_name = "PEM")]
+        #[arg(long, value_name = "PEM", allow_hyphen_values = true)]
         public_key: String,
     },
 }

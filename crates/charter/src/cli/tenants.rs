@@ -47,7 +47,7 @@ pub enum TenantsCommand {
     TrustKey {
         name: TenantName,
         /// The public key: an SPKI PEM file, or the PEM text itself
-        #[arg(long, value_name = "PEM")]
+        #[arg(long, value_name = "PEM", allow_hyphen_values = true)]
         public_key: String,
     },
     /// Stop trusting a publisher key (by key id)

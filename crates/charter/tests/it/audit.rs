@@ -1,6 +1,6 @@
 //! `charter audit` and `charter receipts` against a real data dir: an honest log and
 //! its export verify, tampering in either fails with the entry named, and a saved
-//! receipt verifies offline until any field changes.
+//! receipt or proof checks offline until any field changes.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -168,6 +168,108 @@ async fn receipts_verify_offline_and_fail_when_altered() {
         .arg("--public-key")
         .arg(&other));
     assert!(!ok);
+}
+
+/// Saved proofs check offline: `audit check-proof` accepts an honest inclusion proof
+/// and refuses an altered one; `audit check-consistency` accepts an honest log's growth
+/// from a kept checkpoint and refuses a history rewritten and re-signed with the
+/// server's own key.
+#[tokio::test]
+async fn saved_proofs_check_offline_and_a_rewritten_history_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (honest, forked) = (dir.path().join("honest"), dir.path().join("forked"));
+    for data in [&honest, &forked] {
+        std::fs::create_dir_all(data).unwrap();
+    }
+    fill(&honest, 6).await;
+    std::fs::copy(
+        honest.join(audit::SIGNING_KEY_FILE),
+        forked.join(audit::SIGNING_KEY_FILE),
+    )
+    .unwrap();
+    let (ok, public_key) = run(charter(&honest).args(["audit", "public-key"]));
+    assert!(ok, "{public_key}");
+    let open = |data: &Path| {
+        let url = format!("sqlite://{}", data.join("charter.db").display());
+        async move { Store::connect(&url).await.unwrap() }
+    };
+    let store = open(&honest).await;
+    let kept = store.latest_checkpoint().await.unwrap().unwrap();
+    let kept_file = dir.path().join("kept.json");
+    let kept_json = serde_json::json!({"size": kept.size, "checkpoint": audit::checkpoint_note(&kept).unwrap()});
+    std::fs::write(&kept_file, kept_json.to_string()).unwrap();
+    store.close().await;
+
+    // The honest log grows to 10; the forked one differs from entry 4 on.
+    fill(&honest, 4).await;
+    fill(&forked, 3).await;
+    fill(&forked, 7).await;
+    let save = |name: &str, value: serde_json::Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    };
+    let mut proofs = Vec::new();
+    for data in [&honest, &forked] {
+        let store = open(data).await;
+        let latest = store.latest_checkpoint().await.unwrap().unwrap();
+        let consistency = audit::consistency_proof(&store, 6, &latest)
+            .await
+            .unwrap()
+            .unwrap();
+        let inclusion = audit::inclusion_proof(&store, 3).await.unwrap().unwrap();
+        proofs.push((consistency, inclusion));
+        store.close().await;
+    }
+    let check = |command: &str, file: &Path| {
+        run(charter(dir.path())
+            .args(["audit", command])
+            .arg(file)
+            .args(["--kept"])
+            .arg(&kept_file)
+            .args(["--public-key", &public_key]))
+    };
+    let honest_proof = save("honest.json", serde_json::to_value(&proofs[0].0).unwrap());
+    let (ok, text) = check("check-consistency", &honest_proof);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ok: the kept checkpoint of 6 entries is a prefix"),
+        "{text}"
+    );
+    let forked_proof = save("forked.json", serde_json::to_value(&proofs[1].0).unwrap());
+    let (ok, text) = check("check-consistency", &forked_proof);
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAIL: the log forked"), "{text}");
+    // The kept checkpoint as a bare note works the same.
+    std::fs::write(&kept_file, audit::checkpoint_note(&kept).unwrap()).unwrap();
+    assert!(check("check-consistency", &honest_proof).0);
+
+    let check_proof = |file: &Path| {
+        run(charter(dir.path())
+            .args(["audit", "check-proof"])
+            .arg(file)
+            .args(["--public-key", &public_key]))
+    };
+    let inclusion = serde_json::to_value(&proofs[0].1).unwrap();
+    let (ok, text) = check_proof(&save("inclusion.json", inclusion.clone()));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("ok: entry 3 is in the signed tree of 10 entries"),
+        "{text}"
+    );
+    let mut altered = inclusion.clone();
+    let hash = &proofs[0].1.entry_hash;
+    let flipped = if hash.starts_with('0') { '1' } else { '0' };
+    altered["entry_hash"] = format!("{flipped}{}", &hash[1..]).into();
+    let (ok, text) = check_proof(&save("altered.json", altered));
+    assert!(!ok, "{text}");
+    assert!(
+        text.starts_with("FAIL: entry 3 is not in the signed tree"),
+        "{text}"
+    );
+    let (ok, text) = check_proof(&kept_file);
+    assert!(!ok, "{text}");
+    assert!(text.contains("is not a saved proof"), "{text}");
 }
 
 /// Changes made with the CLI are in the audit log: each wrote its record in its own

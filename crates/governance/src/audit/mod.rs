@@ -10,14 +10,17 @@
 mod entry;
 mod key;
 mod log;
+mod proof;
 mod verify;
 
 pub use entry::{entry_bytes, entry_hash, receipt, AuditEntry, ExportLine, RECEIPT_KIND};
 pub use key::{load_or_create_signing_key, SIGNING_KEY_FILE};
 pub use log::{chain_outbox, AuditConfig, AuditLog};
-pub use verify::{
-    export, inclusion_proof, load, parse_export, verify, Export, Finding, InclusionProof,
+pub use proof::{
+    check_consistency, check_inclusion, checkpoint_note, consistency_proof, inclusion_proof,
+    ConsistencyProof, InclusionProof,
 };
+pub use verify::{export, load, parse_export, verify, Export, Finding};
 
 /// What can go wrong writing or reading the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,9 @@ pub enum AuditError {
     Key(String),
     #[error("malformed audit data: {0}")]
     Malformed(String),
+    /// A proof or checkpoint that does not hold (see `check_inclusion`).
+    #[error("{0}")]
+    Proof(String),
     #[error(transparent)]
     Crypto(#[from] crypto::CryptoError),
 }

@@ -1,17 +1,13 @@
-//! Verification of a whole log (from the store or from an export file), export, and
-//! inclusion proofs against the latest checkpoint.
+//! Verification of a whole log (from the store or from an export file), and export.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 
 use crypto::merkle::{self, leaf_hash, Checkpoint, CompactRange, Hash};
 use crypto::signing::{Signature, VerifyingKey};
-use serde::{Deserialize, Serialize};
 use store::{CheckpointRecord, Store};
 
 use super::entry::{entry_hash, parse_hash, AuditEntry, ExportLine};
-use super::log::STORED_NODE_LEVEL;
 use super::AuditError;
 
 /// Something wrong with a log. The first finding names the first place where the log
@@ -192,7 +188,7 @@ fn check_checkpoints(
     findings
 }
 
-fn parse_checkpoint(record: &CheckpointRecord) -> Result<Checkpoint, AuditError> {
+pub(super) fn parse_checkpoint(record: &CheckpointRecord) -> Result<Checkpoint, AuditError> {
     Ok(Checkpoint {
         size: u64::try_from(record.size)
             .map_err(|_| AuditError::Malformed("checkpoint size".into()))?,
@@ -280,140 +276,4 @@ pub fn parse_export(text: &str) -> Result<Export, AuditError> {
         }
     }
     Ok(export)
-}
-
-/// An audit path from one entry to the head of the latest checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InclusionProof {
-    pub seq: i64,
-    /// Zero-based position of the leaf: `seq - 1`.
-    pub leaf_index: u64,
-    pub entry_hash: String,
-    pub tree_size: u64,
-    pub root: String,
-    /// Sibling hashes, hex, leaf to root (RFC 9162 §2.1.3).
-    pub proof: Vec<String>,
-    /// The checkpoint note the root comes from.
-    pub checkpoint: String,
-}
-
-/// The inclusion proof of entry `seq` against the latest checkpoint; `None` when no
-/// checkpoint covers it (or it is missing).
-///
-/// Built from the subtree roots the writer stores (`store::AuditNode`) and at most two
-/// chunks of entries, so its cost does not grow with the log; checked against the
-/// checkpoint's root before it is returned. When a node is missing (a log sealed
-/// before nodes were stored) or the check fails (a tampered node), it is computed
-/// from every entry instead.
-pub async fn inclusion_proof(
-    store: &Store,
-    seq: i64,
-) -> Result<Option<InclusionProof>, AuditError> {
-    let Some(latest) = store.latest_checkpoint().await? else {
-        return Ok(None);
-    };
-    if seq < 1 || seq > latest.size {
-        return Ok(None);
-    }
-    let Some(entry) = store.audit_entry(seq).await? else {
-        return Ok(None);
-    };
-    let leaf_index = (seq - 1) as u64;
-    let tree_size = latest.size as u64;
-    let root = parse_hash(&latest.root)?;
-    let leaf = leaf_hash(&parse_hash(&entry.entry_hash)?);
-    let proof = match proof_from_nodes(store, leaf_index, tree_size).await? {
-        Some(proof)
-            if merkle::verify_inclusion(&leaf, leaf_index, tree_size, &proof, &root).is_ok() =>
-        {
-            proof
-        }
-        built => {
-            if built.is_some() {
-                tracing::warn!(seq, "stored audit tree nodes do not match the checkpoint");
-            }
-            match proof_from_all_entries(store, leaf_index, tree_size).await? {
-                Some(proof) => proof,
-                None => return Ok(None),
-            }
-        }
-    };
-    let checkpoint = parse_checkpoint(&latest)?;
-    Ok(Some(InclusionProof {
-        seq,
-        leaf_index,
-        entry_hash: entry.entry_hash,
-        tree_size,
-        root: latest.root,
-        proof: proof.iter().map(hex::encode).collect(),
-        checkpoint: checkpoint.to_note(),
-    }))
-}
-
-/// The proof from stored subtree roots and the leaves of the small subtrees it needs;
-/// `None` when any of them is not stored.
-async fn proof_from_nodes(
-    store: &Store,
-    leaf_index: u64,
-    tree_size: u64,
-) -> Result<Option<Vec<Hash>>, AuditError> {
-    let mut known = HashMap::new();
-    for (start, level) in merkle::inclusion_subtrees(leaf_index, tree_size) {
-        let hash = if level >= STORED_NODE_LEVEL {
-            match store
-                .audit_node(i64::from(level), (start >> level) as i64)
-                .await?
-            {
-                Some(hash) => parse_hash(&hash)?,
-                None => return Ok(None),
-            }
-        } else {
-            let count = 1u64 << level;
-            let records = store.audit_entries(start as i64 + 1, count as i64).await?;
-            let mut leaves = Vec::with_capacity(records.len());
-            for (offset, record) in records.iter().enumerate() {
-                if record.seq != (start + offset as u64) as i64 + 1 {
-                    return Ok(None);
-                }
-                leaves.push(leaf_hash(&parse_hash(&record.entry_hash)?));
-            }
-            if leaves.len() as u64 != count {
-                return Ok(None);
-            }
-            merkle::root(&leaves)
-        };
-        known.insert((start, level), hash);
-    }
-    Ok(merkle::inclusion_proof_with(
-        leaf_index,
-        tree_size,
-        &mut |start, level| known.get(&(start, level)).copied(),
-    ))
-}
-
-/// The proof from the leaf of every entry up to `tree_size`.
-async fn proof_from_all_entries(
-    store: &Store,
-    leaf_index: u64,
-    tree_size: u64,
-) -> Result<Option<Vec<Hash>>, AuditError> {
-    let mut leaves = Vec::with_capacity(tree_size as usize);
-    let mut from = 1;
-    while (leaves.len() as u64) < tree_size {
-        let page = store.audit_entries(from, 1000).await?;
-        let Some(last) = page.last() else { break };
-        from = last.seq + 1;
-        for record in page
-            .into_iter()
-            .take((tree_size as usize).saturating_sub(leaves.len()))
-        {
-            leaves.push(leaf_hash(&parse_hash(&record.entry_hash)?));
-        }
-    }
-    if (leaves.len() as u64) < tree_size {
-        return Ok(None);
-    }
-    Ok(Some(merkle::inclusion_proof(
-        &leaves, leaf_index, tree_size,
-    )?))
 }

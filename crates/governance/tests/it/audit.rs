@@ -569,6 +569,44 @@ async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
         assert_eq!(proof.root, hex::encode(merkle::root(&leaves)));
     }
 
+    // Consistency proofs from every kind of kept size: empty, inside the first chunk,
+    // on and off the stored subtrees' edges, and the whole tree.
+    let key = log.log.signing_key().verifying_key();
+    let latest = log.store.latest_checkpoint().await.unwrap().unwrap();
+    let consistency = |from: u64| {
+        let (store, latest) = (log.store.clone(), latest.clone());
+        async move {
+            audit::consistency_proof(&store, from, &latest)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let sizes = [0, 1, 3, 255, 256, 300, 511, 512, 513, 640, 699, 700];
+    for from in sizes {
+        let proof = consistency(from).await;
+        let want = merkle::consistency_proof(&leaves, from, 700).unwrap();
+        assert_eq!(
+            proof.proof,
+            want.iter().map(hex::encode).collect::<Vec<_>>(),
+            "{from}"
+        );
+        assert_eq!(
+            proof.from_root,
+            hex::encode(merkle::root(&leaves[..from as usize]))
+        );
+        let kept = merkle::Checkpoint::sign(
+            log.log.signing_key(),
+            from,
+            merkle::root(&leaves[..from as usize]),
+            1,
+        );
+        assert_eq!(
+            audit::check_consistency(&kept, &proof, &key).unwrap().size,
+            700
+        );
+    }
+
     // Entry 100's proof uses the root of leaves 256..512: altered, it is caught.
     log.sql("UPDATE audit_nodes SET hash = '00' || substr(hash, 3) WHERE level = 8 AND idx = 1")
         .await;
@@ -577,6 +615,16 @@ async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
         .unwrap()
         .unwrap();
     assert_eq!(proof.proof, expected(100));
+    // So is every consistency proof that uses it.
+    for from in [1, 255, 300, 511] {
+        let want = merkle::consistency_proof(&leaves, from, 700).unwrap();
+        let proof = consistency(from).await;
+        assert_eq!(
+            proof.proof,
+            want.iter().map(hex::encode).collect::<Vec<_>>(),
+            "{from}"
+        );
+    }
     // Entry 600's proof reads no entry below 512: a row deleted there (which
     // verification reports) leaves it as signed.
     log.sql("DELETE FROM audit_entries WHERE seq = 50").await;
@@ -585,4 +633,108 @@ async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
         .unwrap()
         .unwrap();
     assert_eq!(proof.proof, expected(600));
+}
+
+/// A verifier that kept a checkpoint detects a history rewritten and re-signed with
+/// the server's own key: the rewritten log's consistency proof does not take the kept
+/// checkpoint to its new head. An honest continuation passes, and a saved inclusion
+/// proof fails when any of its fields is altered.
+#[tokio::test]
+async fn a_kept_checkpoint_exposes_a_rewritten_history() {
+    let honest = open_log(None).await;
+    honest.fill(10).await;
+    let key = honest.log.signing_key().verifying_key();
+    let kept = honest.store.latest_checkpoint().await.unwrap().unwrap();
+    let kept =
+        crypto::merkle::Checkpoint::from_note(&audit::checkpoint_note(&kept).unwrap()).unwrap();
+    assert_eq!(kept.size, 10);
+
+    // Honest growth: 10 → 16.
+    for i in 11..=16 {
+        honest.log.record(entry(i)).await.unwrap();
+    }
+    honest.log.checkpoint().await.unwrap();
+    let latest = honest.store.latest_checkpoint().await.unwrap().unwrap();
+    let proof = audit::consistency_proof(&honest.store, 10, &latest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        audit::check_consistency(&kept, &proof, &key).unwrap().size,
+        16
+    );
+    // Asked from another size than the kept one: refused, with the size to ask for.
+    let other = audit::consistency_proof(&honest.store, 8, &latest)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = audit::check_consistency(&kept, &other, &key)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("from=10"), "{error}");
+
+    // The operator rewrites entry 5 and re-signs everything with the same key: every
+    // checkpoint of the forked log verifies on its own.
+    let forked = open_log(Some(&honest.pem)).await;
+    for i in 1..=16 {
+        let mut e = entry(i);
+        if i == 5 {
+            e.status = 403;
+        }
+        forked.log.record(e).await.unwrap();
+    }
+    forked.log.checkpoint().await.unwrap();
+    assert_eq!(forked.findings().await, vec![]);
+    let latest = forked.store.latest_checkpoint().await.unwrap().unwrap();
+    let proof = audit::consistency_proof(&forked.store, 10, &latest)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = audit::check_consistency(&kept, &proof, &key)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the log forked"), "{error}");
+    // Nor can the forked log claim the kept head as its own: the proof's checkpoint
+    // is re-checked, so swapping in the honest log's signed head fails too.
+    let mut spliced = proof.clone();
+    spliced.checkpoint =
+        audit::checkpoint_note(&honest.store.latest_checkpoint().await.unwrap().unwrap()).unwrap();
+    assert!(audit::check_consistency(&kept, &spliced, &key).is_err());
+
+    // Inclusion proofs: an honest one holds; each altered field makes it fail.
+    let proof = audit::inclusion_proof(&honest.store, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(audit::check_inclusion(&proof, &key).unwrap().size, 16);
+    type Alteration = fn(&mut audit::InclusionProof);
+    let alterations: [(&str, Alteration); 8] = [
+        ("entry_hash", |p| p.entry_hash = flip(&p.entry_hash)),
+        ("seq", |p| p.seq = 8),
+        ("seq and leaf_index", |p| (p.seq, p.leaf_index) = (8, 7)),
+        ("a path hash", |p| p.proof[1] = flip(&p.proof[1])),
+        ("a shorter path", |p| drop(p.proof.pop())),
+        ("root", |p| p.root = flip(&p.root)),
+        ("tree_size", |p| p.tree_size = 15),
+        ("the checkpoint's size", |p| {
+            p.checkpoint = p.checkpoint.replacen("\n16\n", "\n15\n", 1)
+        }),
+    ];
+    for (what, alter) in alterations {
+        let mut altered = proof.clone();
+        alter(&mut altered);
+        assert!(
+            audit::check_inclusion(&altered, &key).is_err(),
+            "accepted an altered {what}"
+        );
+    }
+    // Under another key nothing holds.
+    let stranger = SigningKey::generate().verifying_key();
+    assert!(audit::check_inclusion(&proof, &stranger).is_err());
+}
+
+/// `hex` with its first digit changed.
+fn flip(hex: &str) -> String {
+    let first = if hex.starts_with('0') { '1' } else { '0' };
+    format!("{first}{}", &hex[1..])
 }
