@@ -633,6 +633,21 @@ async fn inclusion_proofs_from_stored_subtrees_equal_proofs_from_every_leaf() {
         .unwrap()
         .unwrap();
     assert_eq!(proof.proof, expected(600));
+    // Nor do consistency proofs (and the head at their start) from sizes whose runs
+    // of entries avoid it; built from every entry they would fail now.
+    for from in [300, 512, 640, 700] {
+        let want = merkle::consistency_proof(&leaves, from, 700).unwrap();
+        let proof = consistency(from).await;
+        assert_eq!(
+            proof.proof,
+            want.iter().map(hex::encode).collect::<Vec<_>>(),
+            "{from}"
+        );
+        assert_eq!(
+            proof.from_root,
+            hex::encode(merkle::root(&leaves[..from as usize]))
+        );
+    }
 }
 
 /// A verifier that kept a checkpoint detects a history rewritten and re-signed with
@@ -663,6 +678,14 @@ async fn a_kept_checkpoint_exposes_a_rewritten_history() {
         audit::check_consistency(&kept, &proof, &key).unwrap().size,
         16
     );
+    // A kept checkpoint with the right size and root but another key's signature is
+    // not this server's: refused.
+    let stranger = SigningKey::generate();
+    let foreign = crypto::merkle::Checkpoint::sign(&stranger, kept.size, kept.root, kept.timestamp);
+    let error = audit::check_consistency(&foreign, &proof, &key)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("kept checkpoint is not signed"), "{error}");
     // Asked from another size than the kept one: refused, with the size to ask for.
     let other = audit::consistency_proof(&honest.store, 8, &latest)
         .await
@@ -729,8 +752,7 @@ async fn a_kept_checkpoint_exposes_a_rewritten_history() {
         );
     }
     // Under another key nothing holds.
-    let stranger = SigningKey::generate().verifying_key();
-    assert!(audit::check_inclusion(&proof, &stranger).is_err());
+    assert!(audit::check_inclusion(&proof, &stranger.verifying_key()).is_err());
 }
 
 /// `hex` with its first digit changed.
