@@ -190,7 +190,7 @@ pub async fn proof(
     visible_entry(&state, &guard.principal, seq).await?;
     let proof = audit::inclusion_proof(state.store(), seq)
         .await
-        .map_err(|e| ApiError::internal(&e))?
+        .map_err(proof_error)?
         .ok_or_else(|| {
             ApiError::not_found(
                 "not_sealed",
@@ -264,16 +264,26 @@ pub async fn consistency(
     }
     let proof = audit::consistency_proof(state.store(), query.from, &to)
         .await
-        .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| {
+        .map_err(proof_error)?
+        .ok_or_else(|| ApiError::internal(&"from above the checked checkpoint size"))?;
+    Ok(Json(proof.into()))
+}
+
+/// A failure to build a proof: 500 `audit_log_damaged` when the stored log lacks
+/// entries its checkpoint covers (no proof is served from the wrong leaves), else 500.
+fn proof_error(error: audit::AuditError) -> ApiError {
+    match error {
+        audit::AuditError::Damaged(_) => {
+            tracing::error!(%error, "an audit proof cannot be built");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "audit_log_damaged",
-                "the log holds fewer entries than its checkpoint; an operator should run \
+                "the audit log lacks entries its checkpoint covers; an operator should run \
                  `charter audit verify`",
             )
-        })?;
-    Ok(Json(proof.into()))
+        }
+        error => ApiError::internal(&error),
+    }
 }
 
 /// The latest checkpoint, or 404 while none is signed.

@@ -424,6 +424,31 @@ async fn checkpoints_and_consistency_proofs_over_http() {
             .status,
         StatusCode::FORBIDDEN
     );
+
+    // A log that lost an entry a proof needs answers 500, never a proof built from
+    // the entries after the gap.
+    store::sqlx::query("DELETE FROM audit_entries WHERE seq = 2")
+        .execute(app.store.pool())
+        .await
+        .unwrap();
+    let damaged = app.get("/v1/audit/consistency?from=1", &auditor).await;
+    assert_eq!(
+        damaged.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        damaged.text
+    );
+    assert_eq!(error_code(&damaged), "audit_log_damaged");
+    // Likewise an inclusion proof whose path needs entry 2.
+    let admin = app.admin_key().await;
+    let damaged = app.get("/v1/audit/1/proof", &admin).await;
+    assert_eq!(
+        damaged.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        damaged.text
+    );
+    assert_eq!(error_code(&damaged), "audit_log_damaged");
 }
 
 #[tokio::test]

@@ -36,6 +36,9 @@ pub enum AuditError {
     Key(String),
     #[error("malformed audit data: {0}")]
     Malformed(String),
+    /// The stored log lacks entries a signed checkpoint covers (see `audit verify`).
+    #[error("the audit log is damaged: {0}; run `charter audit verify`")]
+    Damaged(String),
     /// A proof or checkpoint that does not hold (see `check_inclusion`).
     #[error("{0}")]
     Proof(String),

@@ -56,7 +56,8 @@ pub struct ConsistencyProof {
 }
 
 /// The inclusion proof of entry `seq` against the latest checkpoint; `None` when no
-/// checkpoint covers it (or it is missing). See the module docs for how it is built.
+/// checkpoint covers it (or it is missing); [`AuditError::Damaged`] when an entry the
+/// proof needs is missing. See the module docs for how it is built.
 pub async fn inclusion_proof(
     store: &Store,
     seq: i64,
@@ -89,10 +90,8 @@ pub async fn inclusion_proof(
         }
         built => {
             warn_if_altered(built.is_some(), tree_size);
-            match all_leaves(store, tree_size).await? {
-                Some(leaves) => merkle::inclusion_proof(&leaves, leaf_index, tree_size)?,
-                None => return Ok(None),
-            }
+            let leaves = all_leaves(store, tree_size).await?;
+            merkle::inclusion_proof(&leaves, leaf_index, tree_size)?
         }
     };
     Ok(Some(InclusionProof {
@@ -107,8 +106,8 @@ pub async fn inclusion_proof(
 }
 
 /// The consistency proof from the tree of the first `from_size` entries to the tree
-/// of `to`; `None` when `from_size` is above `to`'s size or entries it needs are
-/// missing. See the module docs for how it is built.
+/// of `to`; `None` when `from_size` is above `to`'s size; [`AuditError::Damaged`]
+/// when an entry the proof needs is missing. See the module docs for how it is built.
 pub async fn consistency_proof(
     store: &Store,
     from_size: u64,
@@ -142,9 +141,7 @@ pub async fn consistency_proof(
         }
         built => {
             warn_if_altered(built.is_some(), to_size);
-            let Some(leaves) = all_leaves(store, to_size).await? else {
-                return Ok(None);
-            };
+            let leaves = all_leaves(store, to_size).await?;
             (
                 merkle::root(&leaves[..from_size as usize]),
                 merkle::consistency_proof(&leaves, from_size, to_size)?,
@@ -311,20 +308,25 @@ async fn stored_subtrees(
     Ok(Some(known))
 }
 
-/// The leaf of every entry up to `tree_size`; `None` when fewer are stored.
-async fn all_leaves(store: &Store, tree_size: u64) -> Result<Option<Vec<Hash>>, AuditError> {
+/// The leaf of every entry up to `tree_size`; [`AuditError::Damaged`] when one of
+/// them is missing (the entries after a gap are not the leaves at those positions).
+async fn all_leaves(store: &Store, tree_size: u64) -> Result<Vec<Hash>, AuditError> {
     let mut leaves = Vec::with_capacity(tree_size as usize);
-    let mut from = 1;
     while (leaves.len() as u64) < tree_size {
-        let page = store.audit_entries(from, 1000).await?;
-        let Some(last) = page.last() else { break };
-        from = last.seq + 1;
-        for record in page
-            .into_iter()
-            .take((tree_size as usize).saturating_sub(leaves.len()))
-        {
+        let next = leaves.len() as i64 + 1;
+        let page = store.audit_entries(next, 1000).await?;
+        if page.is_empty() {
+            return Err(AuditError::Damaged(format!("entry {next} is missing")));
+        }
+        for (record, seq) in page.into_iter().zip(next..) {
+            if leaves.len() as u64 == tree_size {
+                break;
+            }
+            if record.seq != seq {
+                return Err(AuditError::Damaged(format!("entry {seq} is missing")));
+            }
             leaves.push(leaf_hash(&parse_hash(&record.entry_hash)?));
         }
     }
-    Ok(((leaves.len() as u64) == tree_size).then_some(leaves))
+    Ok(leaves)
 }
