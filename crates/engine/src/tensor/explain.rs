@@ -147,11 +147,10 @@ impl<'a> Path<'a> {
         })
     }
 
-    /// The midpoint rule over `steps` points (at most [`MAX_STEPS`]), as one batch.
+    /// The midpoint rule over `steps` points, as one batch: the count [`Path::new`]
+    /// checked, or a doubling of it that stays within [`MAX_STEPS`].
     fn integrate(&mut self, steps: usize) -> Result<Attribution, ExplainError> {
-        if !(1..=MAX_STEPS).contains(&steps) {
-            return Err(ExplainError::Steps(steps));
-        }
+        debug_assert!((1..=MAX_STEPS).contains(&steps), "{steps} steps");
         let (model, width) = (self.model, self.input.len());
         let net = &model.net;
         net.prepare(&mut self.ws, steps).map_err(ModelError::from)?;

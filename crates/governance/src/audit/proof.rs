@@ -90,7 +90,7 @@ pub async fn inclusion_proof(
         }
         built => {
             warn_if_altered(built.is_some(), tree_size);
-            let leaves = all_leaves(store, tree_size).await?;
+            let leaves = leaf_run(store, 0, tree_size).await?;
             merkle::inclusion_proof(&leaves, leaf_index, tree_size)?
         }
     };
@@ -141,7 +141,7 @@ pub async fn consistency_proof(
         }
         built => {
             warn_if_altered(built.is_some(), to_size);
-            let leaves = all_leaves(store, to_size).await?;
+            let leaves = leaf_run(store, 0, to_size).await?;
             (
                 merkle::root(&leaves[..from_size as usize]),
                 merkle::consistency_proof(&leaves, from_size, to_size)?,
@@ -289,43 +289,36 @@ async fn stored_subtrees(
                 None => return Ok(None),
             }
         } else {
-            let count = 1u64 << level;
-            let records = store.audit_entries(start as i64 + 1, count as i64).await?;
-            let mut leaves = Vec::with_capacity(records.len());
-            for (offset, record) in records.iter().enumerate() {
-                if record.seq != (start + offset as u64) as i64 + 1 {
-                    return Ok(None);
-                }
-                leaves.push(leaf_hash(&parse_hash(&record.entry_hash)?));
+            // A gap here only means the proof is built from every entry instead.
+            match leaf_run(store, start, 1 << level).await {
+                Ok(leaves) => merkle::root(&leaves),
+                Err(AuditError::Damaged(_)) => return Ok(None),
+                Err(error) => return Err(error),
             }
-            if leaves.len() as u64 != count {
-                return Ok(None);
-            }
-            merkle::root(&leaves)
         };
         known.insert((start, level), hash);
     }
     Ok(Some(known))
 }
 
-/// The leaf of every entry up to `tree_size`; [`AuditError::Damaged`] when one of
-/// them is missing (the entries after a gap are not the leaves at those positions).
-async fn all_leaves(store: &Store, tree_size: u64) -> Result<Vec<Hash>, AuditError> {
-    let mut leaves = Vec::with_capacity(tree_size as usize);
-    while (leaves.len() as u64) < tree_size {
-        let next = leaves.len() as i64 + 1;
-        let page = store.audit_entries(next, 1000).await?;
-        if page.is_empty() {
-            return Err(AuditError::Damaged(format!("entry {next} is missing")));
-        }
-        for (record, seq) in page.into_iter().zip(next..) {
-            if leaves.len() as u64 == tree_size {
-                break;
-            }
+/// The leaves of the `count` entries after the first `start`, read in pages;
+/// [`AuditError::Damaged`] when one of them is missing (the entries after a gap are
+/// not the leaves at those positions).
+async fn leaf_run(store: &Store, start: u64, count: u64) -> Result<Vec<Hash>, AuditError> {
+    let mut leaves = Vec::with_capacity(count as usize);
+    while (leaves.len() as u64) < count {
+        let next = (start + leaves.len() as u64) as i64 + 1;
+        let want = (count - leaves.len() as u64).min(1000) as i64;
+        let page = store.audit_entries(next, want).await?;
+        for (record, seq) in page.iter().zip(next..) {
             if record.seq != seq {
                 return Err(AuditError::Damaged(format!("entry {seq} is missing")));
             }
             leaves.push(leaf_hash(&parse_hash(&record.entry_hash)?));
+        }
+        if (page.len() as i64) < want {
+            let seq = next + page.len() as i64;
+            return Err(AuditError::Damaged(format!("entry {seq} is missing")));
         }
     }
     Ok(leaves)
