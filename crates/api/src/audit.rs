@@ -20,6 +20,7 @@ use store::NewAuditEntry;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::Deadline;
 
 /// Header naming the audit entry (and receipt) of a response.
 pub const RECEIPT_HEADER: HeaderName = HeaderName::from_static("x-charter-receipt");
@@ -66,27 +67,37 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
 
+    // The deadline starts now: a small body is read here, before the deadline layer,
+    // and a client that never sends it must not hold the connection for ever.
+    let ends = Deadline::from_now(&state);
+    let mut request = request;
+    request.extensions_mut().insert(ends);
+
     let input_sha256 = Arc::new(Mutex::new(None));
-    let request = match small_body(&request) {
+    let response = match small_body(&request) {
         // A small body of known length (most API calls) is read and hashed here: cheaper
         // than hashing it chunk by chunk as the handler streams it. A body that ends
-        // early or fails reaches the handler as an empty body and no digest.
+        // early or fails reaches the handler as an empty body and no digest; one not
+        // sent by the deadline is answered 503 without reaching the handler.
         Some(limit) => {
             let (parts, body) = request.into_parts();
-            let body = match axum::body::to_bytes(body, limit).await {
-                Ok(bytes) => {
+            match tokio::time::timeout_at(ends.0, axum::body::to_bytes(body, limit)).await {
+                Ok(Ok(bytes)) => {
                     if let Ok(mut slot) = input_sha256.lock() {
                         *slot = Some(crypto::sha256_hex(&bytes));
                     }
-                    Body::from(bytes)
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
                 }
-                Err(_) => Body::empty(),
-            };
-            Request::from_parts(parts, body)
+                Ok(Err(_)) => next.run(Request::from_parts(parts, Body::empty())).await,
+                Err(_) => crate::request_timeout(&state).into_response(),
+            }
         }
-        None => hash_request_body(request, input_sha256.clone()),
+        None => {
+            next.run(hash_request_body(request, input_sha256.clone()))
+                .await
+        }
     };
-    let response = next.run(request).await;
 
     let principal = response.extensions().get::<Principal>().cloned();
     let resource = response

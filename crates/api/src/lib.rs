@@ -85,20 +85,41 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-/// The whole-request deadline: a handler (or a client sending its body slowly) that
-/// has not produced response headers within `request_timeout_secs` is abandoned with
-/// 503 `request_timeout` in the one error shape. Streamed response bodies are not
-/// limited by it.
-async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let seconds = state.config().request_timeout_secs;
-    match tokio::time::timeout(Duration::from_secs(seconds), next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
-            format!("the request did not complete within {seconds} s and was abandoned"),
-        )
-        .with_retry_after(1)
-        .into_response(),
+/// When a request's deadline ends: set by the audit layer, which reads small bodies
+/// before the handler and so starts the clock; [`deadline`] starts it otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(pub(crate) tokio::time::Instant);
+
+impl Deadline {
+    /// `request_timeout_secs` from now.
+    pub(crate) fn from_now(state: &AppState) -> Self {
+        Self(tokio::time::Instant::now() + Duration::from_secs(state.config().request_timeout_secs))
     }
+}
+
+/// The whole-request deadline: a handler (or a client sending its body slowly) that
+/// has not produced response headers within `request_timeout_secs` of the request's
+/// arrival is abandoned with 503 `request_timeout` in the one error shape. Streamed
+/// response bodies are not limited by it.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ends = request
+        .extensions()
+        .get::<Deadline>()
+        .copied()
+        .unwrap_or_else(|| Deadline::from_now(&state));
+    match tokio::time::timeout_at(ends.0, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => request_timeout(&state).into_response(),
+    }
+}
+
+/// The answer to a request abandoned at its deadline.
+pub(crate) fn request_timeout(state: &AppState) -> ApiError {
+    let seconds = state.config().request_timeout_secs;
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "request_timeout",
+        format!("the request did not complete within {seconds} s and was abandoned"),
+    )
+    .with_retry_after(1)
 }

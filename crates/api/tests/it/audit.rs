@@ -13,7 +13,13 @@ use crate::common::{error_code, Reply, TestApp};
 
 pub(crate) async fn audited_app() -> TestApp {
     let app = TestApp::new().await;
-    let log = AuditLog::with_config(
+    assert!(app.state.set_audit(test_log(&app)));
+    app
+}
+
+/// An audit log on the app's store that seals and moves change records only when asked.
+pub(crate) fn test_log(app: &TestApp) -> AuditLog {
+    AuditLog::with_config(
         app.store.clone(),
         SigningKey::generate(),
         AuditConfig {
@@ -23,9 +29,7 @@ pub(crate) async fn audited_app() -> TestApp {
             outbox_interval: Duration::from_secs(3600),
             linger: Duration::ZERO,
         },
-    );
-    assert!(app.state.set_audit(log));
-    app
+    )
 }
 
 pub(crate) fn receipt_of(reply: &Reply) -> i64 {

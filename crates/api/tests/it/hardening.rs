@@ -2,6 +2,8 @@
 //! and a request whose body never finishes is abandoned at the deadline with an answer
 //! in the one error shape.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 
@@ -62,33 +64,79 @@ async fn deeply_nested_json_is_refused_before_parsing() {
 
 #[tokio::test]
 async fn a_body_that_never_ends_meets_the_request_deadline() {
-    let config = api::ApiConfig {
-        request_timeout_secs: 1,
-        ..api::ApiConfig::default()
-    };
-    let app = TestApp::with_config(config).await;
-    let admin = app.admin_key().await;
-    let endless = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-    let reply = app
-        .send(post_json("/v1/tenants", &admin, Body::from_stream(endless)))
-        .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.text
-    );
-    assert_eq!(error_code(&reply), "request_timeout");
-    assert_eq!(reply.headers["retry-after"], "1");
-    // Nothing was created, and the next request is served.
-    let tenants = app.get("/v1/tenants", &admin).await;
-    assert_eq!(tenants.status, StatusCode::OK);
-    assert_eq!(
-        tenants.body.as_array().unwrap().len(),
-        1,
-        "{}",
-        tenants.text
-    );
+    // With the audit log on, small bodies of declared length are read by the audit
+    // layer before the handler (and before authentication): the deadline covers that
+    // read too, for callers with and without a key.
+    for audited in [false, true] {
+        let config = api::ApiConfig {
+            request_timeout_secs: 1,
+            ..api::ApiConfig::default()
+        };
+        let app = TestApp::with_config(config).await;
+        if audited {
+            assert!(app.state.set_audit(crate::audit::test_log(&app)));
+        }
+        let admin = app.admin_key().await;
+        for (key, length) in [
+            (Some(&admin), None),
+            (Some(&admin), Some(100)),
+            (None, Some(100)),
+        ] {
+            let case = format!(
+                "audited {audited}, key {}, length {length:?}",
+                key.is_some()
+            );
+            let mut request = Request::builder()
+                .method("POST")
+                .uri("/v1/tenants")
+                .header("content-type", "application/json");
+            if let Some(key) = key {
+                request = request.header("authorization", format!("Bearer {key}"));
+            }
+            if let Some(length) = length {
+                request = request.header("content-length", length);
+            }
+            let endless = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+            let request = request.body(Body::from_stream(endless)).unwrap();
+            let reply = tokio::time::timeout(Duration::from_secs(20), app.send(request))
+                .await
+                .unwrap_or_else(|_| panic!("{case}: no answer within 20 s"));
+            if key.is_none() && !audited {
+                // Refused before the body is read.
+                assert_eq!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{case}: {}",
+                    reply.text
+                );
+                continue;
+            }
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{case}: {}",
+                reply.text
+            );
+            assert_eq!(error_code(&reply), "request_timeout", "{case}");
+            assert_eq!(reply.headers["retry-after"], "1", "{case}");
+            // An abandoned request is audited like any other.
+            if audited {
+                let seq = crate::audit::receipt_of(&reply);
+                let entry = crate::audit::entry(&app, seq).await.entry;
+                assert_eq!(entry.status, 503, "{case}");
+                assert_eq!(entry.action, "http POST /v1/tenants", "{case}");
+            }
+        }
+        // Nothing was created, and the next request is served.
+        let tenants = app.get("/v1/tenants", &admin).await;
+        assert_eq!(tenants.status, StatusCode::OK);
+        assert_eq!(
+            tenants.body.as_array().unwrap().len(),
+            1,
+            "{}",
+            tenants.text
+        );
+    }
 }
 
 /// The fuzz target's entry on stable: hostile bodies and seeded mutations of valid ones
