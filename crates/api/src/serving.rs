@@ -230,19 +230,50 @@ pub async fn encoder(
             Ok((temp.path().to_owned(), temp))
         })
         .await
-        .map_err(deploy_error)
+        .map_err(|error| deploy_error(error, &state.config().checkout_dir))
 }
 
-pub fn deploy_error(error: DeployError) -> ApiError {
+/// The answer for a model that could not be deployed. The engine names files by their
+/// path in the server's checkout directory (under `checkout_dir`); clients get them
+/// relative to the model instead, so no server path leaves in an error body.
+pub fn deploy_error(error: DeployError, checkout_dir: &std::path::Path) -> ApiError {
     match error {
         DeployError::Load(inference::LoadError::Engine(error)) => ApiError::bad_request(
             "model_unsupported",
-            format!("the model cannot be served: {error}"),
+            format!(
+                "the model cannot be served: {}",
+                relative_to_model(&error.to_string(), checkout_dir)
+            ),
         )
         .with_param("model"),
         DeployError::Inference(error) => inference_error(error),
         other => ApiError::internal(&other),
     }
+}
+
+/// `message` with each `CHECKOUT_DIR/checkout-XXXX/` replaced by nothing (the file
+/// names that follow are the model's own) and a bare `CHECKOUT_DIR/checkout-XXXX` by
+/// "the model folder".
+fn relative_to_model(message: &str, checkout_dir: &std::path::Path) -> String {
+    let prefix = format!("{}/", checkout_dir.display());
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(&prefix) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + prefix.len()..];
+        let name_end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .unwrap_or(after.len());
+        rest = match after[name_end..].strip_prefix('/') {
+            Some(file) => file,
+            None => {
+                out.push_str("the model folder");
+                &after[name_end..]
+            }
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 pub fn inference_error(error: InferenceError) -> ApiError {
@@ -256,5 +287,30 @@ pub fn inference_error(error: InferenceError) -> ApiError {
         }
         InferenceError::Stopped => ApiError::unavailable("the model is being unloaded; retry", 1),
         InferenceError::Failed(message) => ApiError::bad_request("inference_failed", message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_to_model;
+    use std::path::Path;
+
+    #[test]
+    fn checkout_paths_become_model_paths() {
+        let dir = Path::new("/srv/charter data/checkouts");
+        let relative = |message: &str| relative_to_model(message, dir);
+        assert_eq!(
+            relative("invalid /srv/charter data/checkouts/checkout-a1B_2/config.json: eof"),
+            "invalid config.json: eof"
+        );
+        assert_eq!(
+            relative("no safetensors weights in /srv/charter data/checkouts/checkout-x9; pickle"),
+            "no safetensors weights in the model folder; pickle"
+        );
+        assert_eq!(
+            relative("/srv/charter data/checkouts/checkout-1/a/b.json and /srv/charter data/checkouts/checkout-1/c"),
+            "a/b.json and c"
+        );
+        assert_eq!(relative("tokenizer error: bad"), "tokenizer error: bad");
     }
 }

@@ -86,3 +86,58 @@ async fn responses_carry_a_request_id() {
     let reply = app.call(Method::GET, "/health", None, None).await;
     assert!(reply.headers.contains_key("x-request-id"));
 }
+
+/// A model that imports but cannot be loaded gets 400 `model_unsupported` naming the
+/// model's file, never the server's checkout path (checklist row 37).
+#[tokio::test]
+async fn a_model_that_cannot_load_is_refused_without_server_paths() {
+    let app = TestApp::new().await;
+    app.tenant("alpha").await;
+    let key = app.key("alpha", "inference,models:write").await;
+    // Valid JSON (the import checks that), but not a BERT configuration.
+    for (name, config) in [
+        ("incomplete", r#"{"model_type":"bert"}"#),
+        ("mistyped", r#"{"model_type":"bert","hidden_size":"wide"}"#),
+    ] {
+        let dir = app.dir.path().join(format!("fixture-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), config).unwrap();
+        std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+        std::fs::write(
+            dir.join("model.safetensors"),
+            crate::common::tiny_safetensors(4),
+        )
+        .unwrap();
+        let request = registry::ImportRequest::new(name.parse().unwrap(), "alpha".parse().unwrap());
+        app.registry.import_dir(&dir, request).await.unwrap();
+
+        let embed = serde_json::json!({"model": name, "input": "hello"});
+        let replies = [
+            app.call(Method::POST, "/v1/embeddings", Some(&key), Some(embed))
+                .await,
+            app.call(
+                Method::POST,
+                &format!("/v1/registry/models/{name}/deploy"),
+                Some(&key),
+                None,
+            )
+            .await,
+        ];
+        for reply in replies {
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{name}: {}",
+                reply.text
+            );
+            assert_eq!(error_code(&reply), "model_unsupported", "{name}");
+            let server_dir = app.dir.path().display().to_string();
+            assert!(
+                !reply.text.contains(&server_dir) && !reply.text.contains("checkout-"),
+                "{name}: a server path in {}",
+                reply.text
+            );
+            assert!(reply.text.contains("config.json"), "{name}: {}", reply.text);
+        }
+    }
+}
