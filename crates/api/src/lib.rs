@@ -100,8 +100,17 @@ impl Deadline {
 /// The whole-request deadline: a handler (or a client sending its body slowly) that
 /// has not produced response headers within `request_timeout_secs` of the request's
 /// arrival is abandoned with 503 `request_timeout` in the one error shape. Streamed
-/// response bodies are not limited by it.
+/// response bodies are not limited by it, nor are uploads (`routes::UPLOAD_ROUTES`),
+/// whose chunks must instead each arrive within that time of the previous one.
 async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let upload = request.method() == axum::http::Method::POST
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|path| routes::UPLOAD_ROUTES.contains(&path.as_str()));
+    if upload {
+        return next.run(request).await;
+    }
     let ends = request
         .extensions()
         .get::<Deadline>()

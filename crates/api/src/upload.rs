@@ -48,7 +48,25 @@ pub async fn stage_body(
     let mut file = tokio::fs::File::from_std(file);
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
-    while let Some(chunk) = stream.next().await {
+    // No whole-request deadline applies to uploads (see `crate::deadline`): each
+    // chunk must arrive within `request_timeout_secs` of the previous one instead.
+    let pause = std::time::Duration::from_secs(state.config().request_timeout_secs);
+    loop {
+        let chunk = match tokio::time::timeout(pause, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request_timeout",
+                    format!(
+                        "the upload sent nothing for {} s and was abandoned",
+                        pause.as_secs()
+                    ),
+                )
+                .with_retry_after(1))
+            }
+        };
         let chunk = chunk.map_err(|_| {
             ApiError::bad_request("upload_interrupted", "the upload was interrupted")
         })?;

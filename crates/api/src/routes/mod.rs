@@ -80,6 +80,11 @@ fn public(path: &'static str, handler: MethodRouter<AppState>) -> Route {
     }
 }
 
+/// The routes whose POST body is a streamed upload (up to `--max-upload-mb`): they
+/// have no whole-request deadline, only a limit on the pause between two chunks (see
+/// `upload::stage_body`), so a large upload on a slow link is not cut off.
+pub(crate) const UPLOAD_ROUTES: [&str; 2] = ["/v1/registry/models/{name}/versions", "/v1/datasets"];
+
 /// All routes of the API.
 pub fn table() -> Vec<Route> {
     use Method as M;
@@ -128,7 +133,7 @@ pub fn table() -> Vec<Route> {
         ),
         route::<auth::ModelsWrite>(
             M::POST,
-            "/v1/registry/models/{name}/versions",
+            UPLOAD_ROUTES[0],
             post(models::upload).layer(axum::extract::DefaultBodyLimit::disable()),
         ),
         route::<auth::ModelsRead>(
@@ -148,7 +153,7 @@ pub fn table() -> Vec<Route> {
         ),
         route::<auth::Data>(
             M::POST,
-            "/v1/datasets",
+            UPLOAD_ROUTES[1],
             post(datasets::upload).layer(axum::extract::DefaultBodyLimit::disable()),
         ),
         route::<auth::Data>(M::GET, "/v1/datasets", get(datasets::list)),

@@ -237,3 +237,84 @@ async fn only_admins_upload_for_another_tenant() {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
     assert_eq!(reply.body["tenant"], "beta");
 }
+
+/// Uploads have no whole-request deadline, only a bound on the pause between chunks:
+/// a slow upload that keeps sending completes; one that stops, or whose client breaks
+/// off, is refused; either way nothing is staged or registered (checklist rows 10, 16).
+#[tokio::test]
+async fn slow_uploads_complete_and_stalled_or_broken_ones_leave_nothing() {
+    use futures::StreamExt as _;
+    use std::time::Duration;
+
+    let config = api::ApiConfig {
+        request_timeout_secs: 1,
+        ..api::ApiConfig::default()
+    };
+    let app = TestApp::with_config(config).await;
+    let key = app.admin_key().await;
+    let weights = tiny_safetensors(4);
+    let archive = tar_of(&[
+        ("config.json", br#"{"model_type":"bert"}"#),
+        ("model.safetensors", &weights),
+    ]);
+    let chunks: Vec<Vec<u8>> = archive.chunks(512).map(<[u8]>::to_vec).collect();
+    assert!(chunks.len() >= 5, "{} chunks", chunks.len());
+    let send = |name: &str, body: Body| {
+        let request = Request::builder()
+            .method("POST")
+            .uri(format!("/v1/registry/models/{name}/versions"))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/x-tar")
+            .body(body)
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), app.send(request))
+    };
+
+    // 0.4 s between chunks, more than the 1 s deadline in all: accepted.
+    let slow = futures::stream::iter(chunks.clone()).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let reply = send("slow", Body::from_stream(slow)).await.unwrap();
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+
+    // Half the archive, then nothing: abandoned after the pause.
+    let half = chunks[..chunks.len() / 2].to_vec();
+    let stalled = futures::stream::iter(half.clone())
+        .map(Ok::<_, std::io::Error>)
+        .chain(futures::stream::pending());
+    let reply = send("stalled", Body::from_stream(stalled)).await.unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(error_code(&reply), "request_timeout");
+    assert_eq!(reply.headers["retry-after"], "1");
+
+    // Half the archive, then the client's stream fails.
+    let broken = futures::stream::iter(half)
+        .map(Ok::<_, std::io::Error>)
+        .chain(futures::stream::once(async {
+            Err(std::io::Error::other("connection reset"))
+        }));
+    let reply = send("broken", Body::from_stream(broken)).await.unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(error_code(&reply), "upload_interrupted");
+
+    let models = app.get("/v1/registry/models", &key).await;
+    let names: Vec<_> = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
+    assert_eq!(names, ["slow"], "{}", models.text);
+    for dir in ["uploads", "tmp"] {
+        let left: Vec<_> = std::fs::read_dir(app.dir.path().join(dir))
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in {dir}: {left:?}");
+    }
+}

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CHARTER_USAGE_FLUSH_SECS", default_value_t = 10)]
     pub usage_flush_secs: u64,
     /// Seconds a request may take until its response starts (slow handlers and slow
-    /// request bodies alike); then 503 `request_timeout`
+    /// request bodies alike); then 503 `request_timeout`. Uploads are instead refused
+    /// when they pause this long between two chunks
     #[arg(long, env = "CHARTER_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
     pub request_timeout_secs: u64,
     /// Seconds a client has to send a request's headers before the connection is closed
