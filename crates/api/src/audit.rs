@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
@@ -73,30 +73,18 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     let mut request = request;
     request.extensions_mut().insert(ends);
 
+    // While the log cannot be written, requests that may change something are refused
+    // before the handler runs, so the refusal is not for an action already done. (The
+    // first such request after the log fails is not caught: only its write finds out.)
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     let input_sha256 = Arc::new(Mutex::new(None));
-    let response = match small_body(&request) {
-        // A small body of known length (most API calls) is read and hashed here: cheaper
-        // than hashing it chunk by chunk as the handler streams it. A body that ends
-        // early or fails reaches the handler as an empty body and no digest; one not
-        // sent by the deadline is answered 503 without reaching the handler.
-        Some(limit) => {
-            let (parts, body) = request.into_parts();
-            match tokio::time::timeout_at(ends.0, axum::body::to_bytes(body, limit)).await {
-                Ok(Ok(bytes)) => {
-                    if let Ok(mut slot) = input_sha256.lock() {
-                        *slot = Some(crypto::sha256_hex(&bytes));
-                    }
-                    next.run(Request::from_parts(parts, Body::from(bytes)))
-                        .await
-                }
-                Ok(Err(_)) => next.run(Request::from_parts(parts, Body::empty())).await,
-                Err(_) => crate::request_timeout(&state).into_response(),
-            }
-        }
-        None => {
-            next.run(hash_request_body(request, input_sha256.clone()))
-                .await
-        }
+    let response = if !safe && log.is_failing() {
+        audit_unavailable().into_response()
+    } else {
+        run_hashing_body(&state, request, next, ends, &input_sha256).await
     };
 
     let principal = response.extensions().get::<Principal>().cloned();
@@ -155,6 +143,41 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         Err(error) => {
             tracing::error!(%error, "audit write failed; the response is withheld");
             audit_unavailable().into_response()
+        }
+    }
+}
+
+/// Runs the handler, with the request body's SHA-256 (hex) left in `input_sha256` once
+/// the body has been read to its end.
+async fn run_hashing_body(
+    state: &AppState,
+    request: Request,
+    next: Next,
+    ends: Deadline,
+    input_sha256: &Arc<Mutex<Option<String>>>,
+) -> Response {
+    match small_body(&request) {
+        // A small body of known length (most API calls) is read and hashed here: cheaper
+        // than hashing it chunk by chunk as the handler streams it. A body that ends
+        // early or fails reaches the handler as an empty body and no digest; one not
+        // sent by the deadline is answered 503 without reaching the handler.
+        Some(limit) => {
+            let (parts, body) = request.into_parts();
+            match tokio::time::timeout_at(ends.0, axum::body::to_bytes(body, limit)).await {
+                Ok(Ok(bytes)) => {
+                    if let Ok(mut slot) = input_sha256.lock() {
+                        *slot = Some(crypto::sha256_hex(&bytes));
+                    }
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+                Ok(Err(_)) => next.run(Request::from_parts(parts, Body::empty())).await,
+                Err(_) => crate::request_timeout(state).into_response(),
+            }
+        }
+        None => {
+            next.run(hash_request_body(request, input_sha256.clone()))
+                .await
         }
     }
 }

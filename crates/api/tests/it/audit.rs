@@ -190,24 +190,55 @@ async fn a_failed_audit_write_turns_answers_into_503() {
         app.call(Method::GET, "/health", None, None).await.status,
         StatusCode::OK
     );
-    store::sqlx::query("DROP TABLE audit_entries")
-        .execute(app.store.pool())
-        .await
-        .unwrap();
+    let rename = |from: &'static str, to: &'static str| {
+        let pool = app.store.pool().clone();
+        async move {
+            store::sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    rename("audit_entries", "audit_entries_away").await;
     let reply = app.call(Method::GET, "/health", None, None).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&reply), "audit_unavailable");
     assert!(reply.headers.get("x-charter-receipt").is_none());
+    assert_eq!(reply.headers["retry-after"], "1");
+
+    // Once a write has failed, changes are refused before they are made (checklist
+    // row 35: fail closed), not made and then answered 503.
+    let late = json!({"name": "late"});
     let reply = app
         .call(
             Method::POST,
             "/v1/tenants",
             Some(&admin),
-            Some(json!({"name": "late"})),
+            Some(late.clone()),
         )
         .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&reply), "audit_unavailable");
+    let key = json!({"tenant": "admin", "scopes": ["inference"]});
+    let reply = app
+        .call(Method::POST, "/v1/keys", Some(&admin), Some(key))
+        .await;
+    assert_eq!(error_code(&reply), "audit_unavailable", "{}", reply.text);
+    let tenant = app.store.tenant_by_name(&"late".parse().unwrap()).await;
+    assert!(tenant.unwrap().is_none(), "the refused change was made");
+    let keys = app.store.list_keys(&store::Caller::admin()).await.unwrap();
+    assert_eq!(keys.len(), 1, "a key was minted: {keys:?}");
+
+    // When the log can be written again, the next request records and changes go
+    // through.
+    rename("audit_entries_away", "audit_entries").await;
+    let reply = app.call(Method::GET, "/health", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = app
+        .call(Method::POST, "/v1/tenants", Some(&admin), Some(late))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    receipt_of(&reply);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! an SQLite file it writes through a dedicated synchronous connection
 //! (`store::SqliteAuditAppender`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,8 @@ struct Inner {
     sender: mpsc::Sender<Command>,
     store: Store,
     key: Arc<SigningKey>,
+    /// Whether the last [`AuditLog::record`] failed; see [`AuditLog::is_failing`].
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -120,7 +123,12 @@ impl AuditLog {
             tracing::error!(%error, "the audit writer thread could not start");
         }
         Self {
-            inner: Arc::new(Inner { sender, store, key }),
+            inner: Arc::new(Inner {
+                sender,
+                store,
+                key,
+                failing: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -128,15 +136,30 @@ impl AuditLog {
     /// An error means the entry is not in the log and the action must not succeed.
     pub async fn record(&self, entry: NewAuditEntry) -> Result<AuditEntry, AuditError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
+        let recorded = match self
+            .inner
             .sender
             .send(Command::Append(Box::new(entry), reply))
             .await
-            .map_err(|_| AuditError::WriterStopped)?;
-        answer
-            .await
-            .map_err(|_| AuditError::WriterStopped)?
-            .map_err(AuditError::Unavailable)
+        {
+            Ok(()) => answer
+                .await
+                .map_err(|_| AuditError::WriterStopped)
+                .and_then(|written| written.map_err(AuditError::Unavailable)),
+            Err(_) => Err(AuditError::WriterStopped),
+        };
+        let failing = recorded.is_err();
+        if self.inner.failing.load(Ordering::Relaxed) != failing {
+            self.inner.failing.store(failing, Ordering::Relaxed);
+        }
+        recorded
+    }
+
+    /// True when the last [`AuditLog::record`] failed (until one succeeds): callers
+    /// about to change something refuse up front rather than act and then find the
+    /// action cannot be recorded.
+    pub fn is_failing(&self) -> bool {
+        self.inner.failing.load(Ordering::Relaxed)
     }
 
     /// Seals a checkpoint over everything committed so far (when there is anything
