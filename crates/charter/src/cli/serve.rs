@@ -4,7 +4,8 @@
 //! Shutdown on SIGTERM or Ctrl-C: readiness turns 503 at once, the listener stops
 //! accepting, and in-flight requests drain within `--drain-secs`. Connections are
 //! bounded before any request is parsed: request heads must arrive within
-//! `--header-read-timeout-secs` and fit `--max-header-kb`.
+//! `--header-read-timeout-secs` and fit `--max-header-kb`, and a client that stops
+//! reading its responses is disconnected after `--write-timeout-secs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,10 @@ pub struct ServeArgs {
     /// Largest request head (request line and headers) accepted, in KiB; larger gets 431
     #[arg(long, env = "CHARTER_MAX_HEADER_KB", default_value_t = 64)]
     pub max_header_kb: usize,
+    /// Seconds a response write may stay blocked (a client that stops reading) before
+    /// the connection is closed
+    #[arg(long, env = "CHARTER_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
 }
 
 pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -156,6 +161,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
     let limits = ConnectionLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
         max_header_bytes: args.max_header_kb.saturating_mul(1024),
+        write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),
     };
     let drain = Duration::from_secs(args.drain_secs);
     serve(listener, app, tls_config, limits, state.clone(), drain).await?;
@@ -231,6 +237,7 @@ impl std::str::FromStr for LoadSpec {
 struct ConnectionLimits {
     header_read_timeout: Duration,
     max_header_bytes: usize,
+    write_timeout: Duration,
 }
 
 impl ConnectionLimits {
@@ -251,6 +258,25 @@ impl ConnectionLimits {
 }
 
 type HttpBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+
+/// Wraps each accepted connection so that a write blocked for longer than the timeout
+/// fails, and hyper closes the connection: a client that stops reading cannot hold a
+/// connection, its task and its response buffers for ever (the OS socket buffers fill,
+/// then every write waits). Under TLS it sits below rustls, on the TCP stream.
+#[derive(Debug, Clone, Copy)]
+struct WriteTimeout(Duration);
+
+impl<S> axum_server::accept::Accept<tokio::net::TcpStream, S> for WriteTimeout {
+    type Stream = std::pin::Pin<Box<tokio_io_timeout::TimeoutWriter<tokio::net::TcpStream>>>;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Self::Stream, S)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let mut stream = tokio_io_timeout::TimeoutWriter::new(stream);
+        stream.set_timeout(Some(self.0));
+        std::future::ready(Ok((Box::pin(stream), service)))
+    }
+}
 
 /// Serves HTTP, or HTTPS through rustls, with the connection limits. On SIGTERM
 /// readiness turns 503, the listener stops accepting, and connections get `drain` to
@@ -276,12 +302,15 @@ async fn serve(
     let served = match tls_config {
         Some(tls_config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
-            let mut server = axum_server::from_tcp_rustls(listener, config)?;
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .acceptor(WriteTimeout(limits.write_timeout));
+            let mut server = axum_server::from_tcp(listener)?.acceptor(acceptor);
             limits.apply(server.http_builder());
             server.handle(handle).serve(service).await
         }
         None => {
-            let mut server = axum_server::from_tcp(listener)?;
+            let mut server =
+                axum_server::from_tcp(listener)?.acceptor(WriteTimeout(limits.write_timeout));
             limits.apply(server.http_builder());
             server.handle(handle).serve(service).await
         }

@@ -1,11 +1,12 @@
-//! Connection limits of the real server: a client that sends its headers too slowly is
-//! disconnected while others are served, and an oversized request head gets 431.
+//! Connection limits of the real server: a client that sends its headers too slowly, or
+//! stops reading its responses, is disconnected while others are served, and an
+//! oversized request head gets 431.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::cli::{http, serve};
+use crate::cli::{charter, http, ok, serve};
 
 /// Reads until the server closes the connection; what it sent, or `None` when the
 /// connection is still open after `wait` (the server never gave up on the client).
@@ -64,6 +65,47 @@ fn an_oversized_request_head_gets_431() {
     let answer = read_until_closed(&mut stream, Duration::from_secs(30)).unwrap_or_default();
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
     // A normal head is still fine.
+    let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let key = key.trim();
+    let server = serve(dir.path(), &["--write-timeout-secs", "2"]);
+    // 24 pipelined requests whose answers (0.9 MB each, under the PII engine's 1 MiB
+    // input limit) are far more than the loopback socket buffers hold, and a client
+    // that reads none of them.
+    const REQUESTS: usize = 24;
+    let body = format!(r#"{{"text": "{}"}}"#, "lorem ipsum ".repeat(75_000));
+    let request = format!(
+        "POST /v1/privacy/redact HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    // The server stops reading requests while its write is blocked, so they are sent
+    // from another thread; a write fails once the server has closed the connection.
+    let sender = std::thread::spawn(move || {
+        for _ in 0..REQUESTS {
+            if writer.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    // Only a server that never gives up on the client is still sending after this.
+    let answer = read_until_closed(&mut stream, Duration::from_secs(60))
+        .expect("the server kept writing to a client that had stopped reading");
+    let answered = answer.matches("HTTP/1.1 200").count();
+    assert!(
+        answered < REQUESTS,
+        "all {answered} responses were delivered: the client was not cut off"
+    );
+    sender.join().unwrap();
     let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
     assert_eq!(status, 200);
 }
