@@ -335,6 +335,64 @@ async fn a_job_whose_runner_died_resumes_from_its_checkpoint() {
     assert_trajectory(&losses(&job), &reference.losses("sgd"), 1e-5);
 }
 
+/// A graceful shutdown (SIGTERM in `serve`) in the middle of a job checkpoints it and
+/// gives it back: the job stays `running`, the interruption is not counted as an
+/// attempt, the next runner resumes it, and the result is the one an uninterrupted
+/// run gives (checklist rows 29 and 30).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_by_shutdown_resumes_where_it_stopped() {
+    const EPOCHS: usize = 20;
+    let app = app().await;
+    seed_setup(&app, "acme").await;
+    let mut stopped = seed_job(EPOCHS);
+    stopped["output_model"] = json!("seed-stopped");
+    let (_, job) = app.post_json("acme", "/v1/jobs", &stopped).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+
+    let runner = Runner::start(app.registry.clone(), runner_config(None));
+    let mut step = 0;
+    for _ in 0..1200 {
+        let (_, job) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+        step = job["progress"]["step"].as_u64().unwrap_or(0);
+        if step > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(step > 0, "the job never started");
+    runner.shutdown().await;
+    let (_, job) = app.get("acme", &format!("/v1/jobs/{id}")).await;
+    let total = (EPOCHS * 1000) as u64;
+    let at = job["progress"]["step"].as_u64().unwrap();
+    assert_eq!(job["status"], "running", "{job}");
+    assert!(
+        at > 0 && at < total,
+        "stopped at step {at} of {total}: {job}"
+    );
+    assert_eq!(
+        job["attempts"], 0,
+        "the shutdown was counted as an attempt: {job}"
+    );
+
+    // The same job again, uninterrupted, beside the resumed one.
+    let (_, whole) = app.post_json("acme", "/v1/jobs", &seed_job(EPOCHS)).await;
+    let whole_id = whole["id"].as_str().unwrap().to_owned();
+    let runner = Runner::start(app.registry.clone(), runner_config(None));
+    let resumed = app.wait_job("acme", &id).await;
+    let whole = app.wait_job("acme", &whole_id).await;
+    runner.shutdown().await;
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    assert_eq!(whole["status"], "succeeded", "{whole}");
+    assert_eq!(resumed["attempts"], 1, "{resumed}");
+    assert_eq!(
+        losses(&resumed),
+        losses(&whole),
+        "resuming changed the trajectory"
+    );
+    let (_, model) = app.get("acme", "/v1/registry/models/seed-stopped").await;
+    assert_eq!(model["versions"].as_array().unwrap().len(), 1, "{model}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_tenant_private_and_idempotent() {
     let app = app().await;
