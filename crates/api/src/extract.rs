@@ -1,7 +1,9 @@
 //! Extractors that turn axum's rejections into the one error shape.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{
+    BytesRejection, FailedToBufferBody, JsonRejection, PathRejection, QueryRejection,
+};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
@@ -34,7 +36,7 @@ where
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(body_rejection)?;
         parse_json(&bytes).map(Self)
     }
 }
@@ -101,12 +103,24 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "request_too_large",
-        "the request body is too large or could not be read",
-    )
+/// A body that could not be buffered: over the limit (413), or unreadable (400), such
+/// as malformed chunked encoding or a client that broke off.
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if matches!(
+        rejection,
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))
+    ) {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            "the request body is over the limit (serve --max-json-body-kb)",
+        )
+    } else {
+        ApiError::bad_request(
+            "body_unreadable",
+            "the request body could not be read: malformed chunked encoding, or the client broke off",
+        )
+    }
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -124,7 +138,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "invalid_json",
             format!("the body is not valid JSON: {}", e.body_text()),
         ),
-        JsonRejection::BytesRejection(_) => too_large(),
+        JsonRejection::BytesRejection(rejection) => body_rejection(rejection),
         other => ApiError::bad_request("invalid_request", other.body_text()),
     }
 }

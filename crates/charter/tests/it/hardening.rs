@@ -109,3 +109,66 @@ fn a_client_that_stops_reading_is_disconnected() {
     let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
     assert_eq!(status, 200);
 }
+
+/// Chunked-encoding abuse (checklist row 17): chunk sizes of 2^64 - 1 (announced, then
+/// the client stops sending) and 2^64, a 100 KB chunk extension and a flood of
+/// trailers get 400 `body_unreadable` at once, 3 MB in 1-byte chunks gets 413 at the
+/// JSON limit, and the server still serves.
+#[test]
+fn chunked_encoding_abuse_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let key = key.trim();
+    let server = serve(dir.path(), &[]);
+    let head = format!(
+        "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let one_byte_chunks: String = std::iter::repeat_n("1\r\n[\r\n", 3_000_000).collect();
+    let trailers: String = (0..20_000).map(|i| format!("X-T{i}: {i}\r\n")).collect();
+    let unreadable = ("400", "body_unreadable");
+    let cases = [
+        (
+            "chunk size 2^64 - 1",
+            "ffffffffffffffff\r\n{}\r\n".to_owned(),
+            unreadable,
+        ),
+        (
+            "chunk size 2^64",
+            "10000000000000000\r\n{}\r\n0\r\n\r\n".to_owned(),
+            unreadable,
+        ),
+        (
+            "100 KB chunk extension",
+            format!("2;{}\r\n{{}}\r\n0\r\n\r\n", "e".repeat(100_000)),
+            unreadable,
+        ),
+        (
+            "20,000 trailers",
+            format!("2\r\n{{}}\r\n0\r\n{trailers}\r\n"),
+            unreadable,
+        ),
+        (
+            "3 MB in 1-byte chunks",
+            format!("{one_byte_chunks}0\r\n\r\n"),
+            ("413", "request_too_large"),
+        ),
+    ];
+    for (case, body, (status, code)) in cases {
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        let request = format!("{head}{body}");
+        // The server may answer and close before the whole body is written. Then the
+        // client sends nothing more.
+        let _ = stream.write_all(request.as_bytes());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let answer = read_until_closed(&mut stream, Duration::from_secs(90))
+            .unwrap_or_else(|| panic!("{case}: the connection was left open"));
+        let first = answer.lines().next().unwrap_or("");
+        assert_eq!(first.split(' ').nth(1), Some(status), "{case}: {first}");
+        let error: serde_json::Value =
+            serde_json::from_str(answer.lines().last().unwrap_or("")).unwrap();
+        assert_eq!(error["error"]["code"], code, "{case}: {error}");
+        let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+        assert_eq!(status, 200, "{case}: the server stopped serving");
+    }
+}
