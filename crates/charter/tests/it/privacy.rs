@@ -171,6 +171,20 @@ fn a_debug_log_of_requests_full_of_personal_data_shows_none_of_it() {
         }
     }
     assert_eq!(statuses, [200, 404, 400, 200, 200]);
+    // The key's secret, and that of a wrong key (same id, secret altered), never reach a
+    // log line, a stored file or an error body; the id may (checklist row 6).
+    let (id, secret) = key.rsplit_once('_').unwrap();
+    let wrong_secret: String = secret.chars().rev().collect();
+    let wrong_key = format!("{id}_{wrong_secret}");
+    let (status, reply) = http(&server.addr, "GET", "/v1/models", Some(&wrong_key), None).unwrap();
+    assert_eq!(status, 401, "{reply}");
+    let secrets = [secret, wrong_secret.as_str()];
+    for secret in secrets {
+        assert!(
+            !reply.contains(secret),
+            "the 401 quotes the secret: {reply}"
+        );
+    }
 
     let _ = server.child.kill();
     let _ = server.child.wait();
@@ -184,10 +198,16 @@ fn a_debug_log_of_requests_full_of_personal_data_shows_none_of_it() {
         line.contains("[EMAIL]") && line.contains("[CARD]"),
         "{line}"
     );
-    for pii in PII {
+    for pii in PII.iter().chain(&secrets) {
         assert!(!log.contains(pii), "the log holds {pii}:\n{log}");
     }
-    // Nor is any of it stored in the clear (payloads and vault entries are sealed).
-    let found = testkit::canary::files_containing(dir.path(), PII).unwrap();
+    assert!(
+        log.contains("401"),
+        "the refused key left no log line:\n{log}"
+    );
+    // Nor is any of it stored in the clear (payloads and vault entries are sealed; keys
+    // are stored as hashes).
+    let canaries: Vec<&str> = PII.iter().copied().chain(secrets).collect();
+    let found = testkit::canary::files_containing(dir.path(), &canaries).unwrap();
     assert!(found.is_empty(), "stored in the clear: {found:?}");
 }
