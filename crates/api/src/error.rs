@@ -89,6 +89,34 @@ impl ApiError {
         )
     }
 
+    /// The answer for a failure the client did not cause: 507 `insufficient_storage`
+    /// when the server ran out of space (an I/O error of kind `StorageFull`,
+    /// `QuotaExceeded` or `FileTooLarge` anywhere in the error's chain, or SQLite's
+    /// "database or disk is full"), else [`ApiError::internal`].
+    pub fn failure(error: &(dyn std::error::Error + 'static)) -> Self {
+        use std::io::ErrorKind;
+        let mut cause = Some(error);
+        while let Some(current) = cause {
+            let io_full = current.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+                )
+            });
+            if io_full || current.to_string().contains("database or disk is full") {
+                tracing::error!(%error, "out of storage space");
+                return Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the server is out of storage space, so nothing was stored; retry later or ask its operator to free space",
+                )
+                .with_retry_after(60);
+            }
+            cause = current.source();
+        }
+        Self::internal(&error)
+    }
+
     /// OpenAI's `type` field, derived from the status so it is always consistent.
     fn kind(&self) -> &'static str {
         match self.status.as_u16() {

@@ -43,7 +43,7 @@ pub async fn stage_body(
     })
     .await
     .map_err(|e| ApiError::internal(&e))?
-    .map_err(|e| ApiError::internal(&e))?;
+    .map_err(|e| ApiError::failure(&e))?;
     let (file, path) = temp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
     let mut stream = body.into_data_stream();
@@ -76,9 +76,9 @@ pub async fn stage_body(
         }
         file.write_all(&chunk)
             .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| ApiError::failure(&e))?;
     }
-    file.flush().await.map_err(|e| ApiError::internal(&e))?;
+    file.flush().await.map_err(|e| ApiError::failure(&e))?;
     if received == 0 {
         return Err(ApiError::bad_request(
             "empty_upload",

@@ -72,7 +72,9 @@ pub struct UploadDatasetParams {
     params(UploadDatasetParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = DatasetView), (status = 400, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody)))]
+              (status = 409, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
+              (status = 503, description = "the upload paused too long (request_timeout)", body = crate::error::ErrorBody),
+              (status = 507, description = "the server is out of storage space", body = crate::error::ErrorBody)))]
 pub async fn upload(
     guard: Guarded<Data>,
     State(state): State<AppState>,
@@ -182,6 +184,6 @@ pub(crate) fn jobs_error(error: JobsError) -> ApiError {
         JobsError::TooLarge { limit } => too_large(limit),
         JobsError::Store(e) => super::store_error(e),
         JobsError::Registry(e) => super::registry_error(e),
-        other => ApiError::internal(&other),
+        other => ApiError::failure(&other),
     }
 }

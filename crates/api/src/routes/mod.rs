@@ -241,7 +241,7 @@ pub(crate) fn store_error(error: store::StoreError) -> ApiError {
         E::Conflict(_) => ApiError::conflict("already_exists", error.to_string()),
         E::Ambiguous(_) => ApiError::conflict("ambiguous_name", error.to_string()),
         E::Forbidden(_) => ApiError::forbidden("forbidden", error.to_string()),
-        other => ApiError::internal(&other),
+        other => ApiError::failure(&other),
     }
 }
 
@@ -274,6 +274,6 @@ pub(crate) fn registry_error(error: registry::RegistryError) -> ApiError {
             "upload_too_large",
             format!("the upload exceeds the limit of {limit} bytes"),
         ),
-        other => ApiError::internal(&other),
+        other => ApiError::failure(&other),
     }
 }

@@ -275,7 +275,9 @@ pub struct UploadParams {
     security(("bearer" = [])), params(("name" = String, Path), UploadParams),
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
     responses((status = 201, body = VersionView), (status = 400, body = crate::error::ErrorBody),
-              (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody)))]
+              (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody),
+              (status = 503, description = "the upload paused too long (request_timeout)", body = crate::error::ErrorBody),
+              (status = 507, description = "the server is out of storage space", body = crate::error::ErrorBody)))]
 pub async fn upload(
     guard: Guarded<ModelsWrite>,
     State(state): State<AppState>,

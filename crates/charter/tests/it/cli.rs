@@ -271,8 +271,14 @@ pub fn free_port() -> u16 {
 
 /// Starts `charter serve` on a free loopback port and waits until /health answers.
 pub fn serve(data_dir: &Path, extra: &[&str]) -> Server {
+    serve_from(charter(data_dir), extra)
+}
+
+/// [`serve`] through `command`, which runs the charter binary with the arguments
+/// appended to it (a wrapper script, say).
+pub fn serve_from(mut command: Command, extra: &[&str]) -> Server {
     let addr = format!("127.0.0.1:{}", free_port());
-    let child = charter(data_dir)
+    let child = command
         .args(["serve", "--listen", &addr])
         .args(extra)
         .stdout(Stdio::null())

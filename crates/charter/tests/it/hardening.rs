@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::cli::{charter, http, ok, serve};
+use crate::cli::{charter, http, ok, serve, serve_from};
 
 /// Reads until the server closes the connection; what it sent, or `None` when the
 /// connection is still open after `wait` (the server never gave up on the client).
@@ -171,4 +171,69 @@ fn chunked_encoding_abuse_is_refused() {
         let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
         assert_eq!(status, 200, "{case}: the server stopped serving");
     }
+}
+
+/// Out of storage (checklist rows 12 and 13): the server runs with a 4 MiB limit on
+/// the size of any file it writes (`ulimit -f`, SIGXFSZ ignored, so writes past it
+/// fail with EFBIG as they would with ENOSPC on a full disk, without needing a mount).
+/// Uploads larger than that get 507 `insufficient_storage`, not a 500; nothing is left
+/// staged; the server keeps serving and storing small things.
+#[test]
+fn uploads_onto_a_full_disk_get_507_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let key = key.trim();
+    let command = charter(dir.path());
+    let binary = command.get_program().to_owned();
+    let mut limited = std::process::Command::new("bash");
+    limited
+        .args(["-c", "trap '' XFSZ; ulimit -f 4096; exec \"$0\" \"$@\""])
+        .arg(binary);
+    for (name, value) in command.get_envs() {
+        match value {
+            Some(value) => limited.env(name, value),
+            None => limited.env_remove(name),
+        };
+    }
+    let server = serve_from(limited, &[]);
+    let big = "x".repeat(6 * 1024 * 1024);
+    for path in [
+        "/v1/registry/models/big/versions",
+        "/v1/datasets?name=big&format=jsonl",
+    ] {
+        let (status, reply) = http(&server.addr, "POST", path, Some(key), Some(&big)).unwrap();
+        assert_eq!(status, 507, "{path}: {reply}");
+        let error: serde_json::Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(error["error"]["code"], "insufficient_storage", "{reply}");
+    }
+    let staged: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|(_, size)| *size >= 4 * 1024 * 1024)
+        .collect();
+    assert!(staged.is_empty(), "large files left behind: {staged:?}");
+    let (status, _) = http(&server.addr, "GET", "/health", None, None).unwrap();
+    assert_eq!(status, 200);
+    let (status, reply) = http(
+        &server.addr,
+        "POST",
+        "/v1/tenants",
+        Some(key),
+        Some(r#"{"name": "small"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{reply}");
+}
+
+/// Every file under `dir` with its size.
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else {
+            files.push((entry.path(), meta.len()));
+        }
+    }
+    files
 }
