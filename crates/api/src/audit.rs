@@ -6,7 +6,7 @@
 //! `audit_unavailable` instead of the response: nothing is answered unaudited.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
@@ -133,7 +133,10 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         output_sha256,
         model_digest,
     };
-    match log.record(entry).await {
+    // Bounded like the request: a log whose database stopped answering gets the client
+    // a 503 rather than an answer that never comes.
+    let limit = Duration::from_secs(state.config().request_timeout_secs);
+    match log.record_within(entry, limit).await {
         Ok(entry) => {
             parts
                 .headers

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::cli::{charter, http, ok, serve, serve_from};
+use crate::cli::{charter, http, http_with_head, ok, serve, serve_from};
 
 /// Reads until the server closes the connection; what it sent, or `None` when the
 /// connection is still open after `wait` (the server never gave up on the client).
@@ -236,4 +236,75 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
         }
     }
     files
+}
+
+/// The database stops answering (checklist row 28: a blackholed dependency): the
+/// PostgreSQL server and its backends are stopped with SIGSTOP, so connections stay
+/// open and nothing answers. Requests that need the database get 503 within their
+/// deadline instead of hanging, and the server recovers by itself once the database
+/// answers again.
+#[test]
+fn a_database_that_stops_answering_gets_503s_then_recovers() {
+    let postgres =
+        testkit::postgres::TempPostgres::start().expect("a throwaway PostgreSQL cluster");
+    let url = postgres.url();
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["--database-url", &url, "keys", "create", "--admin"]));
+    let key = key.trim().to_owned();
+    let mut command = charter(dir.path());
+    command.args(["--database-url", &url]);
+    let server = serve_from(command, &["--request-timeout-secs", "2"]);
+    let tenants = |addr: &str| http_with_head(addr, "GET", "/v1/tenants", Some(&key), None);
+    assert_eq!(tenants(&server.addr).unwrap().0, 200);
+
+    let pid_file = postgres.dir().join("data").join("postmaster.pid");
+    let postmaster = std::fs::read_to_string(&pid_file).unwrap();
+    let postmaster = postmaster.lines().next().unwrap().trim().to_owned();
+    let signal = |name: &str| {
+        let children = std::process::Command::new("pkill")
+            .args([&format!("-{name}"), "-P", &postmaster])
+            .status()
+            .unwrap();
+        assert!(children.success(), "pkill -{name} found no backends");
+        let main = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &postmaster])
+            .status()
+            .unwrap();
+        assert!(main.success());
+    };
+    signal("STOP");
+    // Past the key cache's 2 s, so the key itself must be looked up again.
+    std::thread::sleep(Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let answer = tenants(&server.addr);
+    let waited = started.elapsed();
+    signal("CONT");
+    let (status, head, body) = answer.expect("no answer while the database was stopped");
+    assert_eq!(status, 503, "{body}");
+    // The handler's deadline, or the audit write's: either way the one error shape
+    // with a Retry-After.
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let code = error["error"]["code"].as_str().unwrap();
+    assert!(
+        ["request_timeout", "audit_unavailable"].contains(&code),
+        "{body}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "the answer took {waited:?} with a 2 s deadline"
+    );
+
+    // Recovery: the same request succeeds again without a restart.
+    let recovered = (0..150).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        tenants(&server.addr).is_some_and(|(status, _, _)| status == 200)
+    });
+    assert!(recovered, "the server did not recover within 30 s");
+    // Nothing in the log was damaged by the stall.
+    drop(server);
+    ok(charter(dir.path()).args(["--database-url", &url, "audit", "verify"]));
 }

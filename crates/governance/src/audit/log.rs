@@ -155,6 +155,27 @@ impl AuditLog {
         recorded
     }
 
+    /// [`AuditLog::record`], failing with [`AuditError::Unavailable`] when the entry is
+    /// not committed within `limit` (a database that stopped answering): the request
+    /// is then refused rather than left waiting. The entry may still be committed
+    /// later; the log counts as failing until a record succeeds.
+    pub async fn record_within(
+        &self,
+        entry: NewAuditEntry,
+        limit: Duration,
+    ) -> Result<AuditEntry, AuditError> {
+        match tokio::time::timeout(limit, self.record(entry)).await {
+            Ok(recorded) => recorded,
+            Err(_) => {
+                self.inner.failing.store(true, Ordering::Relaxed);
+                Err(AuditError::Unavailable(format!(
+                    "the audit log did not commit the entry within {} s",
+                    limit.as_secs_f64()
+                )))
+            }
+        }
+    }
+
     /// True when the last [`AuditLog::record`] failed (until one succeeds): callers
     /// about to change something refuse up front rather than act and then find the
     /// action cannot be recorded.
