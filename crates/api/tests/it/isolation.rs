@@ -78,6 +78,69 @@ async fn tenants_never_see_each_others_private_models() {
                 .replace("never-was", "X")
         );
     }
+    // Every other route that names a model answers beta exactly as for a model that
+    // never existed: same status, code and message (no existence oracle, checklist
+    // row 3).
+    let card = serde_json::json!({"owner": "beta", "license": "mit"});
+    let infer = serde_json::json!({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0]}]});
+    let embed = serde_json::json!({"model": "alpha-private", "input": "x"});
+    let routes = [
+        (Method::GET, "/v1/models/alpha-private", None),
+        (Method::GET, "/v1/models/alpha-private/card", None),
+        (Method::PUT, "/v1/models/alpha-private/card", Some(card)),
+        (Method::GET, "/v1/models/alpha-private/lineage", None),
+        (
+            Method::GET,
+            "/v1/registry/models/alpha-private/versions/1/signatures",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/registry/models/alpha-private/deploy",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/registry/models/alpha-private/undeploy",
+            None,
+        ),
+        (Method::GET, "/v2/models/alpha-private", None),
+        (Method::GET, "/v2/models/alpha-private/ready", None),
+        (Method::GET, "/v2/models/alpha-private/versions/1", None),
+        (Method::POST, "/v2/models/alpha-private/infer", Some(infer)),
+        (Method::POST, "/v1/embeddings", Some(embed)),
+    ];
+    for (method, path, body) in routes {
+        let reply = app
+            .call(method.clone(), path, Some(&beta), body.clone())
+            .await;
+        let swap = |json: Option<serde_json::Value>| {
+            json.map(|json| {
+                serde_json::from_str(&json.to_string().replace("alpha-private", "never-was"))
+                    .unwrap()
+            })
+        };
+        let missing = app
+            .call(
+                method.clone(),
+                &path.replace("alpha-private", "never-was"),
+                Some(&beta),
+                swap(body),
+            )
+            .await;
+        let case = format!("{method} {path}");
+        assert!(reply.status.is_client_error(), "{case}: {}", reply.text);
+        assert_eq!(
+            reply.status, missing.status,
+            "{case}: {} vs {}",
+            reply.text, missing.text
+        );
+        assert_eq!(
+            reply.text.replace("alpha-private", "X"),
+            missing.text.replace("never-was", "X"),
+            "{case}"
+        );
+    }
     for path in [
         "/v1/registry/models/alpha-private/versions/1",
         "/v1/registry/models/alpha-private",
