@@ -41,8 +41,13 @@ const PRIVATE_PATHS: &[&str] = &["/v1/subjects/{id}"];
 
 /// Middleware: records the request in the audit log, or answers 503.
 pub async fn record_audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // The server's place for this request is taken first, before any work for it.
+    let admitted = crate::limits::server_place(&state, &request);
     let Some(log) = state.audit().cloned() else {
-        return next.run(request).await;
+        return match admitted {
+            Ok(_permit) => next.run(request).await,
+            Err(refused) => refused.into_response(),
+        };
     };
     let started = Instant::now();
     let matched = request
@@ -81,10 +86,14 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let input_sha256 = Arc::new(Mutex::new(None));
-    let response = if !safe && log.is_failing() {
-        audit_unavailable().into_response()
-    } else {
-        run_hashing_body(&state, request, next, ends, &input_sha256).await
+    // Held until the entry is written.
+    let (_permit, response) = match admitted {
+        Err(refused) => (None, refused.into_response()),
+        Ok(_) if !safe && log.is_failing() => (None, audit_unavailable().into_response()),
+        Ok(permit) => (
+            permit,
+            run_hashing_body(&state, request, next, ends, &input_sha256).await,
+        ),
     };
 
     let principal = response.extensions().get::<Principal>().cloned();

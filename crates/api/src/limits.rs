@@ -76,6 +76,37 @@ pub(crate) fn inference_slot(state: &AppState, principal: &Principal) -> ApiResu
     }
 }
 
+/// Takes one of the server's places for a request in flight (`max_in_flight`), or
+/// answers 503 `overloaded` with `Retry-After: 1` when all are taken: at once, before
+/// the body is read or anything else is done for it. Health, readiness and metrics
+/// probes ([`routes::PROBES`]) take no place, so a saturated server is not reported
+/// dead. Dropping the permit gives the place back.
+pub(crate) fn server_place(
+    state: &AppState,
+    request: &axum::extract::Request,
+) -> ApiResult<Option<tokio::sync::OwnedSemaphorePermit>> {
+    let probe = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|path| crate::routes::PROBES.contains(&path.as_str()));
+    if probe {
+        return Ok(None);
+    }
+    match state.in_flight().clone().try_acquire_owned() {
+        Ok(permit) => Ok(Some(permit)),
+        Err(_) => {
+            metrics::counter!("charter_requests_shed_total").increment(1);
+            Err(ApiError::unavailable(
+                format!(
+                    "the server is working on {} requests, the most it takes at once; retry after the indicated delay",
+                    state.config().max_in_flight
+                ),
+                1,
+            ))
+        }
+    }
+}
+
 /// Meters one answered request for usage reporting.
 pub(crate) fn meter(state: &AppState, principal: &Principal, model: &str, n_tokens: usize) {
     state

@@ -34,6 +34,10 @@ pub struct ApiConfig {
     /// Most inference requests one tenant may have in flight at once (more get 429),
     /// so one tenant cannot fill a model's queue; `None` for no cap.
     pub max_in_flight_per_tenant: Option<usize>,
+    /// Most requests the whole server works on at once (health and metrics probes
+    /// aside); more get 503 `overloaded` before their body is read, which bounds the
+    /// memory concurrent requests can take.
+    pub max_in_flight: usize,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +52,7 @@ impl Default for ApiConfig {
             max_inputs: 2048,
             max_request_tokens: 300_000,
             max_in_flight_per_tenant: None,
+            max_in_flight: 512,
         }
     }
 }
@@ -76,6 +81,8 @@ struct Inner {
     limiter: RateLimiter,
     meter: Arc<Meter>,
     tenant_slots: Option<TenantSlots>,
+    /// Places for requests in flight in the whole server; see `limits::server_place`.
+    in_flight: Arc<tokio::sync::Semaphore>,
     privacy: Privacy,
 }
 
@@ -87,6 +94,7 @@ impl AppState {
         metrics: Option<MetricsRender>,
     ) -> Self {
         let tenant_slots = config.max_in_flight_per_tenant.map(TenantSlots::new);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -106,6 +114,7 @@ impl AppState {
                 limiter: RateLimiter::new(),
                 meter: Arc::new(Meter::new()),
                 tenant_slots,
+                in_flight,
             }),
         }
     }
@@ -162,6 +171,11 @@ impl AppState {
     /// This process's rate limits per key and tenant.
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
+    }
+
+    /// Places for requests in flight in the whole server.
+    pub(crate) fn in_flight(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.in_flight
     }
 
     /// Places per tenant for inference requests in flight, when capped.

@@ -85,15 +85,25 @@ fn public(path: &'static str, handler: MethodRouter<AppState>) -> Route {
 /// `upload::stage_body`), so a large upload on a slow link is not cut off.
 pub(crate) const UPLOAD_ROUTES: [&str; 2] = ["/v1/registry/models/{name}/versions", "/v1/datasets"];
 
+/// The public routes: health, readiness and metrics probes, which need no key and
+/// are never shed (see `limits::server_place`).
+pub(crate) const PROBES: [&str; 5] = [
+    "/health",
+    "/ready",
+    "/metrics",
+    "/v2/health/live",
+    "/v2/health/ready",
+];
+
 /// All routes of the API.
 pub fn table() -> Vec<Route> {
     use Method as M;
     vec![
-        public("/health", get(system::health)),
-        public("/ready", get(system::ready)),
-        public("/metrics", get(system::metrics)),
-        public("/v2/health/live", get(v2::live)),
-        public("/v2/health/ready", get(v2::ready)),
+        public(PROBES[0], get(system::health)),
+        public(PROBES[1], get(system::ready)),
+        public(PROBES[2], get(system::metrics)),
+        public(PROBES[3], get(v2::live)),
+        public(PROBES[4], get(v2::ready)),
         route::<auth::Inference>(M::GET, "/v2/models/{name}", get(v2::metadata)),
         route::<auth::Inference>(M::GET, "/v2/models/{name}/ready", get(v2::model_ready)),
         route::<auth::Inference>(M::POST, "/v2/models/{name}/infer", post(v2::infer)),

@@ -479,3 +479,86 @@ async fn refusals_come_first_and_are_audited() {
         Some(key.split('_').nth(1).unwrap())
     );
 }
+
+/// The server takes at most `max_in_flight` requests at once: with every place held
+/// (two requests whose bodies never come), the next one gets 503 `overloaded` with
+/// Retry-After at once, with the audit log off and on (and is audited); probes are
+/// still answered; once the held requests end, requests are served again (checklist
+/// row 22, design rule 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_past_the_server_limit_are_shed_at_once() {
+    use axum::body::{Body, Bytes};
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    for audited in [false, true] {
+        let config = api::ApiConfig {
+            max_in_flight: 2,
+            request_timeout_secs: 2,
+            ..api::ApiConfig::default()
+        };
+        let app = TestApp::with_config(config).await;
+        if audited {
+            assert!(app.state.set_audit(crate::audit::test_log(&app)));
+        }
+        let admin = app.admin_key().await;
+        let stalled = |router: axum::Router, key: String| {
+            tokio::spawn(async move {
+                let endless = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+                let request = Request::builder()
+                    .method("POST")
+                    .uri("/v1/tenants")
+                    .header("authorization", format!("Bearer {key}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from_stream(endless))
+                    .unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap();
+                let error: Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+                (
+                    status,
+                    error["error"]["code"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+        };
+        // Each takes its place before the next is sent.
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(stalled(app.router.clone(), admin.clone()));
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let shed = app.get("/v1/tenants", &admin).await;
+        assert_eq!(
+            shed.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audited {audited}: {}",
+            shed.text
+        );
+        assert_eq!(error_code(&shed), "overloaded", "{}", shed.text);
+        assert_eq!(shed.headers["retry-after"], "1");
+        if audited {
+            let seq = crate::audit::receipt_of(&shed);
+            assert_eq!(crate::audit::entry(&app, seq).await.entry.status, 503);
+        }
+        assert_eq!(app.get("/health", &admin).await.status, StatusCode::OK);
+        assert_eq!(app.get("/v2/health/live", &admin).await.status, StatusCode::OK);
+        // The held requests end at their deadline, not shed.
+        for request in held {
+            let (status, code) = request.await.unwrap();
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, "request_timeout")
+            );
+        }
+        let reply = app.get("/v1/tenants", &admin).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "audited {audited}: {}",
+            reply.text
+        );
+    }
+}

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// [default: no cap]
     #[arg(long, env = "CHARTER_MAX_IN_FLIGHT_PER_TENANT")]
     pub max_in_flight_per_tenant: Option<usize>,
+    /// Most requests the server works on at once (health and metrics probes aside);
+    /// more get 503 `overloaded` with Retry-After before their body is read, which
+    /// bounds the memory a flood of requests can take
+    #[arg(long, env = "CHARTER_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
     /// Do not keep the audit log (only for measuring its cost; nothing is recorded)
     #[arg(long, env = "CHARTER_NO_AUDIT")]
     pub no_audit: bool,
@@ -108,6 +113,7 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         queue_capacity: args.queue_capacity.max(1),
         request_timeout_secs: args.request_timeout_secs.max(1),
         max_in_flight_per_tenant: args.max_in_flight_per_tenant,
+        max_in_flight: args.max_in_flight.max(1),
         upload_dir: context.storage.scratch_dir(),
         checkout_dir: context.storage.scratch_dir(),
         ..defaults
