@@ -544,7 +544,10 @@ async fn requests_past_the_server_limit_are_shed_at_once() {
             assert_eq!(crate::audit::entry(&app, seq).await.entry.status, 503);
         }
         assert_eq!(app.get("/health", &admin).await.status, StatusCode::OK);
-        assert_eq!(app.get("/v2/health/live", &admin).await.status, StatusCode::OK);
+        assert_eq!(
+            app.get("/v2/health/live", &admin).await.status,
+            StatusCode::OK
+        );
         // The held requests end at their deadline, not shed.
         for request in held {
             let (status, code) = request.await.unwrap();

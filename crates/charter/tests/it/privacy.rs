@@ -201,10 +201,6 @@ fn a_debug_log_of_requests_full_of_personal_data_shows_none_of_it() {
     for pii in PII.iter().chain(&secrets) {
         assert!(!log.contains(pii), "the log holds {pii}:\n{log}");
     }
-    assert!(
-        log.contains("401"),
-        "the refused key left no log line:\n{log}"
-    );
     // Nor is any of it stored in the clear (payloads and vault entries are sealed; keys
     // are stored as hashes).
     let canaries: Vec<&str> = PII.iter().copied().chain(secrets).collect();
