@@ -200,6 +200,14 @@ impl Store {
         Ok(records)
     }
 
+    /// How many entries the chain holds (its head), for progress reports.
+    pub async fn audit_size(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT size FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("size")?)
+    }
+
     /// Change records not yet moved into the chain.
     pub async fn audit_outbox_len(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_outbox")

@@ -106,26 +106,20 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                     Ok(VerifyingKey::from_public_key_pem(&pem)?)
                 })
                 .transpose()?;
-            let (entries, checkpoints, key) = match from_export {
+            let bar = progress_bar();
+            let (verified, key) = match from_export {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    let export = audit::parse_export(&text)?;
-                    let key = match (given_key, export.public_key_pem) {
-                        (Some(key), _) => key,
-                        (None, Some(pem)) => {
-                            let key = VerifyingKey::from_public_key_pem(&pem)?;
+                    let (verified, key, from_export) =
+                        audit::verify_export(&path, given_key, |n| bar.set_position(n as u64))?;
+                    if from_export {
+                        bar.suspend(|| {
                             eprintln!(
                                 "note: using the key in the export (id {}); compare it with the server's published key",
                                 key.key_id()
-                            );
-                            key
-                        }
-                        (None, None) => {
-                            anyhow::bail!("the export names no public key; pass --public-key")
-                        }
-                    };
-                    (export.entries, export.checkpoints, key)
+                            )
+                        });
+                    }
+                    (verified, key)
                 }
                 None => {
                     let key = match given_key {
@@ -147,21 +141,23 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                     // in what is verified: chain them first (a running server does
                     // this every second).
                     audit::chain_outbox(&store).await?;
-                    let (entries, checkpoints) = audit::load(&store).await?;
-                    (entries, checkpoints, key)
+                    bar.set_length(store.audit_size().await?.max(0) as u64);
+                    let verified =
+                        audit::verify_store(&store, &key, |n| bar.set_position(n as u64)).await?;
+                    (verified, key)
                 }
             };
-            let findings = audit::verify(&entries, &checkpoints, &key);
-            if findings.is_empty() {
+            bar.finish_and_clear();
+            if verified.findings.is_empty() {
                 println!(
                     "ok: {} entries and {} checkpoints verify under key {}",
-                    entries.len(),
-                    checkpoints.len(),
+                    verified.entries,
+                    verified.checkpoints,
                     key.key_id()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            for finding in &findings {
+            for finding in &verified.findings {
                 println!("FAIL: {finding}");
             }
             Ok(ExitCode::FAILURE)
@@ -172,15 +168,31 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                 .context("cannot open the database")?;
             let key = audit::load_or_create_signing_key(&key_path)?;
             audit::chain_outbox(&store).await?;
-            let mut buffer = Vec::new();
-            let count = audit::export(&store, &key.public_key_pem(), &mut buffer).await?;
+            let pem = key.public_key_pem();
             match out {
                 Some(path) => {
-                    std::fs::write(&path, &buffer)
+                    // Written next to its destination and renamed into place once
+                    // complete and on disk: a crash leaves the old file or none, never
+                    // half an export.
+                    let dir = path
+                        .parent()
+                        .filter(|dir| !dir.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    let temp = tempfile::NamedTempFile::new_in(dir)
+                        .with_context(|| format!("cannot write in {}", dir.display()))?;
+                    let mut writer = std::io::BufWriter::new(temp);
+                    let count = audit::export(&store, &pem, &mut writer).await?;
+                    let temp = writer.into_inner().map_err(|e| e.into_error())?;
+                    temp.as_file().sync_all()?;
+                    temp.persist(&path)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("exported {count} entries to {}", path.display());
                 }
-                None => std::io::stdout().write_all(&buffer)?,
+                None => {
+                    let mut writer = std::io::BufWriter::new(std::io::stdout().lock());
+                    audit::export(&store, &pem, &mut writer).await?;
+                    writer.flush()?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -224,4 +236,17 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Entries checked so far, on stderr when it is a terminal (indicatif draws nothing
+/// otherwise); the length is set when the log's size is known.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {human_pos}/{human_len} entries checked  {per_sec}  ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }

@@ -20,7 +20,10 @@ pub use proof::{
     check_consistency, check_inclusion, checkpoint_note, consistency_proof, inclusion_proof,
     ConsistencyProof, InclusionProof,
 };
-pub use verify::{export, load, parse_export, verify, Export, Finding};
+pub use verify::{
+    export, load, parse_export, verify, verify_export, verify_store, Export, Finding, Verified,
+    Verifier,
+};
 
 /// What can go wrong writing or reading the audit log.
 #[derive(Debug, thiserror::Error)]

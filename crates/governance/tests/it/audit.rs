@@ -75,13 +75,23 @@ impl Log {
         self.log.checkpoint().await.unwrap();
     }
 
+    /// The findings of the log, read by pages as `charter audit verify` reads it; they
+    /// must equal those of the whole log held in memory.
     async fn findings(&self) -> Vec<Finding> {
+        let key = self.log.signing_key().verifying_key();
+        let mut progress = Vec::new();
+        let streamed = audit::verify_store(&self.store, &key, |n| progress.push(n))
+            .await
+            .unwrap();
         let (entries, checkpoints) = audit::load(&self.store).await.unwrap();
-        audit::verify(
-            &entries,
-            &checkpoints,
-            &self.log.signing_key().verifying_key(),
-        )
+        assert_eq!(streamed.entries, entries.len() as i64);
+        assert_eq!(progress.last().copied().unwrap_or(0), streamed.entries);
+        assert_eq!(streamed.checkpoints, checkpoints.len());
+        assert_eq!(
+            streamed.findings,
+            audit::verify(&entries, &checkpoints, &key)
+        );
+        streamed.findings
     }
 
     async fn sql(&self, sql: &str) {
