@@ -4,7 +4,9 @@
 # first audited request after the restart (the writer resuming its Merkle frontier)
 # inclusion proofs of an early and a later entry (GET /v1/audit/{seq}/proof), and
 # consistency proofs from an early and a later size to the latest checkpoint
-# (GET /v1/audit/consistency?from=M), each then checked with `charter audit check-*`.
+# (GET /v1/audit/consistency?from=M), each then checked with `charter audit check-*`;
+# then `charter audit verify`, `audit export` and `audit verify --from-export` on the
+# whole log, with their wall time and peak memory.
 #
 #   bench/audit/restart_and_proof.sh [SECONDS]     # needs wrk and curl; default 30
 #   BIN=/path/to/charter bench/audit/restart_and_proof.sh 30   # another build
@@ -43,3 +45,10 @@ for from in 1000 "$kept"; do
 done
 "$BIN" audit check-consistency "$WORK/consistency.json" --kept "$WORK/kept.json" --public-key "$WORK/server.pub"
 kill $PID; wait $PID || true
+PID=
+# The auditor's tools on the whole log: wall time and peak memory (GNU time, when
+# installed), which must not grow with the log (entries are read by pages).
+timed() { if [ -x /usr/bin/time ]; then /usr/bin/time -f "  $1: %e s, peak %M KiB" "${@:2}"; else "${@:2}"; fi; }
+timed "audit verify" "$BIN" audit verify
+timed "audit export" "$BIN" audit export --out "$WORK/log.jsonl"
+timed "audit verify --from-export" "$BIN" audit verify --from-export "$WORK/log.jsonl" --public-key "$WORK/server.pub"
