@@ -26,6 +26,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use error::{ApiError, ApiResult};
@@ -36,7 +37,14 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 /// Builds the whole application: public routes, protected routes behind the
 /// authentication layer, and the shared layers around both.
 pub fn router(state: AppState) -> Router {
-    let mut public = Router::new();
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes behind the same shared layers (request id, audit,
+/// deadline, metrics, body limit, panic catching) but not the authentication layer:
+/// for embedding Charter's API next to routes of one's own, and for tests.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let mut public = extra;
     let mut protected = Router::new();
     for route in routes::table() {
         if route.scopes.is_none() {
@@ -54,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config().max_json_body))
+        // A handler that panics answers 500 in the one error shape (counted, audited)
+        // instead of dropping the connection; the panic's message is not sent.
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         // Outermost but for the request id, so refused and timed-out requests are
@@ -65,6 +76,12 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// The answer for a request whose handler panicked.
+fn panicked(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    metrics::counter!("charter_handler_panics_total").increment(1);
+    ApiError::internal(&"a request handler panicked").into_response()
 }
 
 /// Counts requests and their latency by route template and status, never by raw path.

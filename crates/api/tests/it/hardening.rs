@@ -202,3 +202,52 @@ fn request_parsing_survives_hostile_bodies() {
         api::fuzzing::parse_requests(&body);
     }
 }
+
+/// A handler that panics (a bug, whatever the request) answers 500 `internal_error` in
+/// the one error shape, without its message, is audited as a 500, and the server
+/// keeps serving; before, the connection was dropped with no answer and no entry.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_is_audited() {
+    use tower::ServiceExt as _;
+
+    let app = TestApp::new().await;
+    assert!(app.state.set_audit(crate::audit::test_log(&app)));
+    let boom = axum::Router::new().route(
+        "/boom",
+        axum::routing::get(|| async {
+            let canary = "panic-canary-5521";
+            if std::hint::black_box(true) {
+                panic!("a bug met {canary}");
+            }
+            "unreachable"
+        }),
+    );
+    let router = api::router_with(app.state.clone(), boom);
+    let send = |path: &'static str| {
+        let router = router.clone();
+        async move {
+            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let receipt = response.headers().get("x-charter-receipt").cloned();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, receipt, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, receipt, body) = send("/boom").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "internal_error", "{body}");
+    assert!(!body.contains("panic-canary"), "{body}");
+    let seq: i64 = receipt.unwrap().to_str().unwrap().parse().unwrap();
+    let entry = crate::audit::entry(&app, seq).await.entry;
+    assert_eq!(
+        (entry.status, entry.action.as_str()),
+        (500, "http GET /boom")
+    );
+    let (status, _, _) = send("/health").await;
+    assert_eq!(status, StatusCode::OK);
+}
