@@ -134,7 +134,7 @@ use crate::routes::{
         routes::PrivacySettingsView,
         routes::ErasureView,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &SharedAnswers)
 )]
 struct ApiDoc;
 
@@ -147,6 +147,49 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Answers any route can give whatever its handler does, added to every operation
+/// that does not document them itself: 503 with `Retry-After` (`overloaded` past
+/// `--max-in-flight`, `request_timeout` past the deadline, `audit_unavailable` when
+/// the audit log cannot be written) and 500 (`internal_error`).
+struct SharedAnswers;
+
+impl Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let answer = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses.entry("500".to_owned()).or_insert_with(|| {
+                    answer("internal_error: the server failed; the cause is logged")
+                });
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    answer("overloaded, request_timeout or audit_unavailable, with Retry-After")
+                });
+            }
+        }
     }
 }
 
