@@ -92,6 +92,18 @@ pub fn init_logging(global: &GlobalArgs) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // A panic's message may quote what a request carried (an `unwrap` of a parse
+    // error, say): the log gets its location and, of the message, only a literal one
+    // (see `panic_message_for_log`), never the raw text the default hook would print.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|at| format!("{}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        let message = governance::pii::panic_message_for_log(info.payload());
+        let thread = std::thread::current();
+        tracing::error!(%location, thread = thread.name().unwrap_or("unnamed"), %message, "a thread panicked");
+    }));
 }
 
 /// A PEM given on the command line: the PEM text itself, or the path of a PEM file.

@@ -57,6 +57,24 @@ pub fn redact_for_log(text: &str) -> Redacted {
     }
 }
 
+/// A panic's message for a panic hook's log line. A literal message (`panic!("…")`
+/// with no arguments, `expect("…")`) is code, not data, and passes as it is; a
+/// formatted one may quote request data (`unwrap` of a parse error) and is withheld,
+/// its length kept. It is not run through the PII engine: a panic inside a panic hook
+/// aborts the process, so the hook does nothing that could panic.
+pub fn panic_message_for_log(payload: &(dyn std::any::Any + Send)) -> Redacted {
+    if let Some(literal) = payload.downcast_ref::<&'static str>() {
+        return Redacted((*literal).to_owned());
+    }
+    match payload.downcast_ref::<String>() {
+        Some(formatted) => Redacted(format!(
+            "[formatted panic message withheld: {} bytes]",
+            formatted.len()
+        )),
+        None => Redacted("(no message)".to_owned()),
+    }
+}
+
 /// Redacts `text` for a log line under a tenant's `logs` policy. Logs never carry
 /// values whatever the policy says: `allow` and `pseudonymize` count as `redact`, and
 /// `block` withholds the whole text, naming the kinds found. Infallible like
@@ -78,5 +96,27 @@ pub fn redact_for_log_with(text: &str, policy: &Policy) -> Redacted {
             Redacted(format!("[WITHHELD: {}]", kinds.join(", ")))
         }
         Err(error) => Redacted(format!("[UNREDACTABLE: {}]", error.code())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message_for_log;
+
+    #[test]
+    fn formatted_panic_messages_are_withheld_from_the_log() {
+        let formatted: Box<dyn std::any::Any + Send> =
+            Box::new(String::from("bad input from alice@example.com"));
+        let logged = panic_message_for_log(formatted.as_ref()).into_string();
+        assert!(!logged.contains("alice@example.com"), "{logged}");
+        assert!(logged.contains("32 bytes"), "{logged}");
+        let literal: Box<dyn std::any::Any + Send> = Box::new("index out of bounds");
+        let logged = panic_message_for_log(literal.as_ref());
+        assert_eq!(logged.as_str(), "index out of bounds");
+        let other: Box<dyn std::any::Any + Send> = Box::new(42u8);
+        assert_eq!(
+            panic_message_for_log(other.as_ref()).as_str(),
+            "(no message)"
+        );
     }
 }
