@@ -40,7 +40,11 @@ pub struct AuditResource(pub String);
 const PRIVATE_PATHS: &[&str] = &["/v1/subjects/{id}"];
 
 /// Middleware: records the request in the audit log, or answers 503.
-pub async fn record_audit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record_audit(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // The server's place for this request is taken first, before any work for it.
     let admitted = crate::limits::server_place(&state, &request);
     let Some(log) = state.audit().cloned() else {
@@ -75,7 +79,6 @@ pub async fn record_audit(State(state): State<AppState>, request: Request, next:
     // The deadline starts now: a small body is read here, before the deadline layer,
     // and a client that never sends it must not hold the connection for ever.
     let ends = Deadline::from_now(&state);
-    let mut request = request;
     request.extensions_mut().insert(ends);
 
     // While the log cannot be written, requests that may change something are refused

@@ -142,10 +142,13 @@ async fn deadline(State(state): State<AppState>, request: Request, next: Next) -
 /// The answer to a request abandoned at its deadline.
 pub(crate) fn request_timeout(state: &AppState) -> ApiError {
     let seconds = state.config().request_timeout_secs;
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "request_timeout",
-        format!("the request did not complete within {seconds} s and was abandoned"),
-    )
-    .with_retry_after(1)
+    abandoned(format!(
+        "the request did not complete within {seconds} s and was abandoned"
+    ))
+}
+
+/// 503 `request_timeout` with `Retry-After: 1`: the answer to a request the server
+/// stopped waiting for (its deadline, or an upload's pause).
+pub(crate) fn abandoned(message: String) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request_timeout", message).with_retry_after(1)
 }

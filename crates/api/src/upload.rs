@@ -56,15 +56,10 @@ pub async fn stage_body(
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "request_timeout",
-                    format!(
-                        "the upload sent nothing for {} s and was abandoned",
-                        pause.as_secs()
-                    ),
-                )
-                .with_retry_after(1))
+                return Err(crate::abandoned(format!(
+                    "the upload sent nothing for {} s and was abandoned",
+                    pause.as_secs()
+                )))
             }
         };
         let chunk = chunk.map_err(|_| {

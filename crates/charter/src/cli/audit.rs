@@ -106,7 +106,11 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
                     Ok(VerifyingKey::from_public_key_pem(&pem)?)
                 })
                 .transpose()?;
-            let bar = progress_bar();
+            // Entries checked so far; the length is set when the log's size is known.
+            let bar = super::progress_bar(
+                None,
+                "{bar:30} {human_pos}/{human_len} entries checked  {per_sec}  ETA {eta}",
+            );
             let (verified, key) = match from_export {
                 Some(path) => {
                     let (verified, key, from_export) =
@@ -236,17 +240,4 @@ pub async fn run(context: Context, command: AuditCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Entries checked so far, on stderr when it is a terminal (indicatif draws nothing
-/// otherwise); the length is set when the log's size is known.
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:30} {human_pos}/{human_len} entries checked  {per_sec}  ETA {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }

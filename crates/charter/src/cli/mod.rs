@@ -106,6 +106,17 @@ pub fn init_logging(global: &GlobalArgs) {
     }));
 }
 
+/// A progress bar on stderr, drawn only when stderr is a terminal (indicatif draws
+/// nothing otherwise), with `template` and `len` when known.
+pub fn progress_bar(len: Option<u64>, template: &str) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(len, indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
 /// A PEM given on the command line: the PEM text itself, or the path of a PEM file.
 pub fn read_pem(argument: &str, what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
     use anyhow::Context as _;

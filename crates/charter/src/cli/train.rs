@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context as _};
 use clap::{ArgAction, Args};
 use engine::tensor::{TensorModel, TensorModelSpec, TrainEvent, Trainer, ValidSpec};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use jobs::{DatasetFormat, Hyperparameters, Lineage, OptimizerKind, PublishRequest};
 use serde_json::{json, Value};
 use types::{ModelName, TenantName};
@@ -243,11 +243,10 @@ fn total_steps(hyperparameters: &Hyperparameters, rows: usize) -> u64 {
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} steps  loss {msg}  ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+    super::progress_bar(
+        Some(total),
+        "{bar:30} {pos}/{len} steps  loss {msg}  ETA {eta}",
+    )
 }
 
 /// Submitting to a running server.

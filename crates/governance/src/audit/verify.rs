@@ -274,7 +274,7 @@ pub(super) fn parse_checkpoint(record: &CheckpointRecord) -> Result<Checkpoint, 
 pub async fn load(store: &Store) -> Result<(Vec<AuditEntry>, Vec<CheckpointRecord>), AuditError> {
     let mut entries = Vec::new();
     for_each_page(store, |page| {
-        entries.extend(page.iter().cloned());
+        entries.extend(page);
         Ok(())
     })
     .await?;
@@ -284,7 +284,7 @@ pub async fn load(store: &Store) -> Result<(Vec<AuditEntry>, Vec<CheckpointRecor
 /// Calls `visit` with every entry of the store, in pages of 1,000 in order.
 async fn for_each_page(
     store: &Store,
-    mut visit: impl FnMut(&[AuditEntry]) -> Result<(), AuditError>,
+    mut visit: impl FnMut(Vec<AuditEntry>) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
     // Paged by position in the table, not by seq arithmetic, so gaps stay visible.
     let mut from = i64::MIN;
@@ -294,8 +294,7 @@ async fn for_each_page(
             return Ok(());
         };
         from = last.seq + 1;
-        let page: Vec<AuditEntry> = page.into_iter().map(AuditEntry::from).collect();
-        visit(&page)?;
+        visit(page.into_iter().map(AuditEntry::from).collect())?;
     }
 }
 
@@ -317,7 +316,7 @@ pub async fn verify_store(
     let checkpoints = store.audit_checkpoints().await?;
     let mut verifier = Verifier::new(&checkpoints, key);
     for_each_page(store, |page| {
-        for entry in page {
+        for entry in &page {
             verifier.push(entry);
         }
         progress(verifier.entries());
@@ -340,10 +339,10 @@ pub async fn export(
 ) -> Result<u64, AuditError> {
     let mut count = 0u64;
     for_each_page(store, |page| {
-        for entry in page {
-            write_line(out, &ExportLine::Entry(entry.clone()))?;
-        }
         count += page.len() as u64;
+        for entry in page {
+            write_line(out, &ExportLine::Entry(entry))?;
+        }
         Ok(())
     })
     .await?;
