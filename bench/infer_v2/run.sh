@@ -31,25 +31,8 @@ cleanup() {
 trap cleanup EXIT
 export CHARTER_DATA_DIR=$WORK/data CHARTER_LOG=warn
 
-cat > "$WORK/spec.json" <<'JSON'
-{"inputs": [{"name": "x", "shape": [10]}], "outputs": [{"name": "y", "shape": [10]}],
- "layers": [{"type": "linear", "name": "layer1", "in": 10, "out": 20},
-            {"type": "linear", "name": "layer2", "in": 20, "out": 10}],
- "loss": "mse"}
-JSON
-python3 - "$REFERENCE" "$WORK/data.jsonl" <<'PY'
-import json, sys
-ref = json.load(open(sys.argv[1]))
-x = ref["x"]["data"]; y = ref["y"]["data"]
-with open(sys.argv[2], "w") as out:
-    for i in range(0, len(x), 10):
-        out.write(json.dumps({"x": x[i:i + 10], "y": y[i:i + 10]}) + "\n")
-PY
-
-"$BIN" tenants create bench >/dev/null
-export CHARTER_KEY=$("$BIN" keys create --tenant bench --scopes inference)
-"$BIN" train --spec "$WORK/spec.json" --data "$WORK/data.jsonl" --name seed --tenant bench \
-  --optimizer sgd --lr 0.01 --batch-size 1 --shuffle false 2>/dev/null
+# shellcheck source=bench/infer_v2/seed.sh
+. "$ROOT/bench/infer_v2/seed.sh"
 
 URL="http://127.0.0.1:$PORT/v2/models/seed/infer"
 # Audit on (the default) and off, back to back: issue 6 asks what the log costs.
