@@ -83,27 +83,21 @@ pub enum Command {
     Openapi,
 }
 
-/// Logs go to stderr so that commands such as `keys create` keep stdout clean.
+/// Logs go to stderr so that commands such as `keys create` keep stdout clean; colours
+/// only when stderr is a terminal, so log files and pipes get plain text.
 pub fn init_logging(global: &GlobalArgs) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
-    // A panic's message may quote what a request carried (an `unwrap` of a parse
-    // error, say): the log gets its location and, of the message, only a literal one
-    // (see `panic_message_for_log`), never the raw text the default hook would print.
-    std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|at| format!("{}:{}", at.file(), at.line()))
-            .unwrap_or_default();
-        let message = governance::pii::panic_message_for_log(info.payload());
-        let thread = std::thread::current();
-        tracing::error!(%location, thread = thread.name().unwrap_or("unnamed"), %message, "a thread panicked");
-    }));
+    // A panic's message may quote what a request carried: the log gets its location
+    // and only a literal message, never the raw text the default hook would print.
+    governance::pii::install_panic_hook();
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal (indicatif draws

@@ -387,7 +387,9 @@ fn dechunk(mut text: &str) -> String {
 fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
-    let mut server = serve(dir.path(), &[]);
+    let mut command = charter(dir.path());
+    command.env("CHARTER_LOG", "info");
+    let mut server = serve_from(command, &[]);
     let (status, body) = http(&server.addr, "GET", "/v1/models", Some(key.trim()), None).unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"object\":\"list\""), "{body}");
@@ -402,6 +404,9 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     let mut log = String::new();
     std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(!log.contains("ERROR"), "{log}");
+    // A piped log is plain text: no terminal colour codes.
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
     // Stopping sealed every entry into a checkpoint.
     let verified = ok(charter(dir.path()).args(["audit", "verify"]));
     let counts: Vec<u64> = verified

@@ -20,7 +20,9 @@ pub use detect::{detect, detect_with_limit};
 pub use policy::{
     apply, reidentify, Action, Applied, Direction, Mapping, Policy, PolicySet, PseudonymScope,
 };
-pub use redacted::{panic_message_for_log, redact_for_log, redact_for_log_with, Redacted};
+pub use redacted::{
+    install_panic_hook, panic_message_for_log, redact_for_log, redact_for_log_with, Redacted,
+};
 
 /// Inputs larger than this are refused unless a policy raises the cap.
 pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;

@@ -75,6 +75,23 @@ pub fn panic_message_for_log(payload: &(dyn std::any::Any + Send)) -> Redacted {
     }
 }
 
+/// Replaces the default panic hook, which prints a panic's message raw to stderr, with
+/// one that logs (at `error`, through `tracing`) the location, the thread and the
+/// message as [`panic_message_for_log`] gives it. A panic's message may quote what a
+/// request carried (an `unwrap` of a parse error, say), so a formatted one never
+/// reaches the log. The binary installs it once its log is set up.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|at| format!("{}:{}", at.file(), at.line()))
+            .unwrap_or_default();
+        let message = panic_message_for_log(info.payload());
+        let thread = std::thread::current();
+        tracing::error!(%location, thread = thread.name().unwrap_or("unnamed"), %message, "a thread panicked");
+    }));
+}
+
 /// Redacts `text` for a log line under a tenant's `logs` policy. Logs never carry
 /// values whatever the policy says: `allow` and `pseudonymize` count as `redact`, and
 /// `block` withholds the whole text, naming the kinds found. Infallible like

@@ -2,6 +2,7 @@
 
 mod cases;
 mod corpus;
+mod panic_hook;
 mod policy;
 mod properties;
 
