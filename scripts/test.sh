@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # The README's second command: installs what the tests need (PostgreSQL server
-# binaries, the demo model, cargo-deny) and runs the whole test suite, including the
-# offline supply-chain checks. `.ci/run` calls this.
+# binaries, libfaketime, the demo model, cargo-deny) and runs the whole test suite,
+# including the offline supply-chain checks. `.ci/run` calls this.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# Installs Debian packages, as root or through sudo.
+apt_install() {
+  local sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "installing $*" >&2
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 # PostgreSQL binaries for the throwaway clusters the store tests start themselves.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "installing PostgreSQL server binaries" >&2
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  fi
+  apt_install postgresql
+fi
+
+# libfaketime, with which a test steps the server's wall clock (checklist row 32).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  apt_install faketime
 fi
 
 # The real model the parity and import tests use.

@@ -123,6 +123,8 @@ pub async fn require_key(
         Err(AuthError::Invalid) => Err(ApiError::unauthorized(
             "invalid API key: it is malformed, unknown, revoked or expired",
         )),
+        // The database could not be reached: the same answer as in any handler.
+        Err(AuthError::Store(error)) if error.is_unavailable() => Err(ApiError::failure(&error)),
         Err(AuthError::Store(error)) => {
             tracing::error!(%error, "key lookup failed");
             Err(ApiError::unavailable(

@@ -92,7 +92,8 @@ impl ApiError {
     /// The answer for a failure the client did not cause: 507 `insufficient_storage`
     /// when the server ran out of space (an I/O error of kind `StorageFull`,
     /// `QuotaExceeded` or `FileTooLarge` anywhere in the error's chain, or SQLite's
-    /// "database or disk is full"), else [`ApiError::internal`].
+    /// "database or disk is full"); 503 `database_unavailable` when the database could
+    /// not be reached (see `store::is_unavailable`); else [`ApiError::internal`].
     pub fn failure(error: &(dyn std::error::Error + 'static)) -> Self {
         use std::io::ErrorKind;
         let mut cause = Some(error);
@@ -113,6 +114,15 @@ impl ApiError {
                 .with_retry_after(60);
             }
             cause = current.source();
+        }
+        if store::is_unavailable(error) {
+            tracing::error!(%error, "the database is unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the server cannot reach its database just now, so nothing was done; retry shortly",
+            )
+            .with_retry_after(5);
         }
         Self::internal(&error)
     }

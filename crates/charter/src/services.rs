@@ -18,7 +18,16 @@ pub struct Services {
 impl Services {
     /// Opens everything, creating the master key file (mode 0600) on first start.
     pub async fn open(storage: &StorageConfig) -> anyhow::Result<Self> {
-        let store = open_store(storage).await?;
+        Self::open_with(storage, store::DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Services::open`], waiting at most `acquire_timeout` for a database connection
+    /// (see `Store::connect_with`).
+    pub async fn open_with(
+        storage: &StorageConfig,
+        acquire_timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let store = open_store(storage, acquire_timeout).await?;
         let keyring = load_keyring(storage, &store).await?;
         Self::with_keyring(storage, store, keyring)
     }
@@ -42,10 +51,13 @@ impl Services {
     }
 }
 
-pub async fn open_store(storage: &StorageConfig) -> anyhow::Result<Store> {
+pub async fn open_store(
+    storage: &StorageConfig,
+    acquire_timeout: std::time::Duration,
+) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&storage.data_dir)
         .with_context(|| format!("cannot create data dir {}", storage.data_dir.display()))?;
-    Store::connect(&storage.database_url)
+    Store::connect_with(&storage.database_url, acquire_timeout)
         .await
         .context("cannot open the database")
 }

@@ -77,6 +77,56 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// How long [`Store::connect`]'s callers wait for a connection of the pool.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl StoreError {
+    /// True when the database could not be reached or stopped answering, rather than
+    /// refusing the statement: no connection could be opened in time, one was cut, or
+    /// PostgreSQL is shutting down or starting up (SQLSTATE classes 08 and 57P). The
+    /// caller answers 503 and the client retries later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => database_unreachable(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `error`, or any error in its source chain, is a database that could not be
+/// reached ([`StoreError::is_unavailable`]): errors that wrap a `StoreError`
+/// transparently expose only its source, the `sqlx::Error`, so both are looked for.
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable)
+            || current
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(database_unreachable)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -136,13 +186,21 @@ impl Store {
     /// plain file path selects SQLite, created when missing (`mode=rwc`), in WAL mode with
     /// `synchronous=FULL` and foreign keys enforced.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with a caller waiting at most `acquire_timeout` for a
+    /// connection (a database that cannot be reached then fails with an error for
+    /// which [`StoreError::is_unavailable`] is true). `serve` bounds it by its request
+    /// deadline, so an outage is answered 503 before the deadline runs out.
+    pub async fn connect_with(url: &str, acquire_timeout: Duration) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend) = normalize_url(url)?;
         let options =
             AnyConnectOptions::from_str(&url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(acquire_timeout);
         let pool_options = match backend {
             Backend::Sqlite => pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -299,5 +357,34 @@ mod tests {
         check("mysql://h/db", None);
         check("", None);
         check("a?b.db", None);
+    }
+
+    #[test]
+    fn an_unreachable_database_is_told_apart_from_a_refused_statement() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for unreachable in [
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::Io(refused)),
+        ] {
+            assert!(unreachable.is_unavailable(), "{unreachable}");
+            assert!(is_unavailable(&unreachable), "{unreachable}");
+            // Wrapped the way callers wrap it: transparently (only the sqlx error is in
+            // the chain) or as a source.
+            let sqlx = match unreachable {
+                StoreError::Database(error) => error,
+                _ => unreachable!(),
+            };
+            assert!(is_unavailable(&sqlx));
+            let wrapped = anyhow::Error::new(StoreError::Database(sqlx)).context("listing models");
+            assert!(is_unavailable(wrapped.as_ref()));
+        }
+        for refused in [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Conflict("tenant a already exists".into()),
+            StoreError::Sqlite("database or disk is full".into()),
+        ] {
+            assert!(!refused.is_unavailable(), "{refused}");
+            assert!(!is_unavailable(&refused), "{refused}");
+        }
     }
 }

@@ -94,16 +94,25 @@ impl TempPostgres {
             .output()
             .context("running initdb")?;
         check(out, "initdb")?;
+        pg.pg_ctl_start()?;
+        Ok(pg)
+    }
+
+    /// `pg_ctl start` on the cluster's data directory, waiting until it accepts
+    /// connections.
+    fn pg_ctl_start(&self) -> anyhow::Result<()> {
+        let root = self.root();
         // fsync off: the cluster is thrown away, and tests should not wait on the disk.
         let server_options = format!(
-            "-p {port} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+            "-p {} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200",
-            socket_dir.display()
+            self.port,
+            root.join("sock").display()
         );
-        let out = pg
+        let out = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(root.join("data"))
             .arg("-l")
             .arg(root.join("server.log"))
             .args(["-o", &server_options, "-w", "-t", "60", "start"])
@@ -113,8 +122,26 @@ impl TempPostgres {
             let log = std::fs::read_to_string(root.join("server.log")).unwrap_or_default();
             bail!("{e}\nserver log:\n{log}");
         }
-        pg.wait_ready()?;
-        Ok(pg)
+        self.wait_ready()
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: open connections are terminated, as
+    /// when a database is restarted or fails over), keeping its data for
+    /// [`TempPostgres::start_again`].
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.root().join("data"))
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .output()
+            .context("running pg_ctl stop")?;
+        check(out, "pg_ctl stop")
+    }
+
+    /// Starts the server stopped by [`TempPostgres::stop`] again, on the same port.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        self.pg_ctl_start()
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.

@@ -115,7 +115,7 @@ async fn rotate_master(context: &Context) -> anyhow::Result<ExitCode> {
              with it, then dropping the old entry"
         );
     };
-    let store = services::open_store(&context.storage).await?;
+    let store = services::open_store(&context.storage, store::DEFAULT_ACQUIRE_TIMEOUT).await?;
     let mut keyring = services::load_keyring(&context.storage, &store).await?;
     let old_versions: Vec<u32> = keyring.versions().collect();
     let new_version = keyring

@@ -119,7 +119,13 @@ pub async fn run(context: Context, args: ServeArgs) -> anyhow::Result<ExitCode> 
         ..defaults
     };
 
-    let services = Services::open(&context.storage).await?;
+    // A request waits for a database connection at most half its deadline (and no
+    // longer than the default), so a database outage is answered 503
+    // `database_unavailable` rather than `request_timeout` or a hang.
+    let acquire_timeout = std::time::Duration::from_secs(config.request_timeout_secs)
+        .div_f64(2.0)
+        .min(store::DEFAULT_ACQUIRE_TIMEOUT);
+    let services = Services::open_with(&context.storage, acquire_timeout).await?;
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
