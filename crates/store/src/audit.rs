@@ -308,11 +308,10 @@ impl Store {
     pub async fn latest_checkpoint_frontier(
         &self,
     ) -> Result<Option<(CheckpointRecord, CheckpointFrontier)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, root, signed_at, key_id, signature, frontier, last_hash \
-             FROM audit_checkpoints WHERE frontier IS NOT NULL AND last_hash IS NOT NULL \
-             ORDER BY size DESC LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS}, frontier, last_hash FROM audit_checkpoints \
+             WHERE frontier IS NOT NULL AND last_hash IS NOT NULL ORDER BY size DESC LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
@@ -334,9 +333,9 @@ impl Store {
 
     /// All checkpoints, smallest first.
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints ORDER BY size",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY size"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(CheckpointRecord::from_row).collect()
@@ -347,10 +346,9 @@ impl Store {
         &self,
         size: i64,
     ) -> Result<Option<CheckpointRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints \
-             WHERE size = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE size = $1"
+        ))
         .bind(size)
         .fetch_optional(&self.pool)
         .await?;
@@ -359,15 +357,17 @@ impl Store {
 
     /// The checkpoint with the largest size, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, root, signed_at, key_id, signature FROM audit_checkpoints \
-             ORDER BY size DESC LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+        ))
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(CheckpointRecord::from_row).transpose()
     }
 }
+
+/// The columns [`CheckpointRecord::from_row`] reads.
+const CHECKPOINT_COLUMNS: &str = "size, root, signed_at, key_id, signature";
 
 /// Inserts a checkpoint row with its frontier (see [`Store::insert_checkpoint`]).
 pub(crate) const INSERT_CHECKPOINT: &str =
