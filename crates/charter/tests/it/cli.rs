@@ -1,5 +1,6 @@
 //! The CLI contract: commands, their output, configuration precedence, PostgreSQL,
-//! and `serve` answering HTTP and stopping cleanly on SIGTERM.
+//! and `serve` answering HTTP and stopping cleanly on SIGTERM, finishing an upload in
+//! flight.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -348,12 +349,22 @@ pub fn http_with_head(
 
 /// Sends SIGTERM and waits (at most 30 s) for `serve` to exit successfully.
 pub fn stop(server: &mut Server) {
+    sigterm(server);
+    wait_for_clean_exit(server);
+}
+
+/// Sends SIGTERM to the server.
+fn sigterm(server: &Server) {
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
+}
+
+/// Waits up to 30 s for the server to exit, and requires exit status 0.
+fn wait_for_clean_exit(server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -417,6 +428,70 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
         counts.len() >= 2 && counts[0] >= 4 && counts[1] >= 1,
         "{verified}"
     );
+}
+
+/// SIGTERM with an upload in flight (checklist row 29): the server stops accepting at
+/// once, lets the upload that is halfway through its body finish (the client keeps
+/// sending for another second), answers it 201, records it, and exits 0 within the
+/// drain time.
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let key = ok(charter(dir.path()).args(["keys", "create", "--admin"]));
+    let mut server = serve(dir.path(), &["--drain-secs", "20"]);
+    let body: String = (0..4000)
+        .map(|i| format!("{{\"x\":[{i}.0,1.0],\"y\":[2.0]}}\n"))
+        .collect();
+    let mut upload = std::net::TcpStream::connect(&server.addr).unwrap();
+    upload
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        upload,
+        "POST /v1/datasets?name=inflight&format=jsonl HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        key.trim(),
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    upload.write_all(first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    sigterm(&server);
+    // The listener closes: a new client is turned away (or at least not served).
+    let refused = (0..40).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        http(&server.addr, "GET", "/health", None, None).is_none_or(|(status, _)| status != 200)
+    });
+    assert!(refused, "new requests were still served after SIGTERM");
+    // The upload in flight goes on: the rest of its body over another second.
+    for chunk in rest.chunks(rest.len().div_ceil(5)) {
+        std::thread::sleep(Duration::from_millis(200));
+        upload.write_all(chunk).unwrap();
+    }
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    wait_for_clean_exit(&mut server);
+
+    // The dataset is stored whole, and its request is in the log, which verifies.
+    let listed = ok(charter(dir.path()).args(["datasets", "list", "--tenant", "admin"]));
+    assert!(
+        listed.contains("inflight") && listed.contains("4000"),
+        "{listed}"
+    );
+    let export = ok(charter(dir.path()).args(["audit", "export"]));
+    assert!(
+        export.lines().any(
+            |line| line.contains("\"action\":\"http POST /v1/datasets\"")
+                && line.contains("\"status\":201")
+        ),
+        "the upload is not in the audit log"
+    );
+    ok(charter(dir.path()).args(["audit", "verify"]));
 }
 
 #[test]
