@@ -69,6 +69,11 @@ impl Deployments {
     /// only when a load is needed and returns the model folder plus a guard that is
     /// dropped once the model is in memory (e.g. a temp dir to delete).
     ///
+    /// The load runs on a task of its own and finishes even when every caller waiting
+    /// for it has gone (a request abandoned at its deadline): a model that takes longer
+    /// to load than a request may wait is loaded once, in the background, and served
+    /// to the requests after, instead of being started and dropped by each request.
+    ///
     /// `precision: None` takes the deployment as it is loaded (f32 when it is not);
     /// `Some(p)` reloads a deployment loaded in another precision. Requests already
     /// queued on the old one finish there.
@@ -79,8 +84,8 @@ impl Deployments {
         folder: F,
     ) -> Result<Arc<EncoderDeployment>, crate::DeployError>
     where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(PathBuf, G), crate::DeployError>>,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(PathBuf, G), crate::DeployError>> + Send,
         G: Send + 'static,
     {
         let slot = {
@@ -93,28 +98,38 @@ impl Deployments {
             }
             slot.clone()
         };
+        if let Some(deployment) = slot.get() {
+            return Ok(deployment.clone());
+        }
         let precision = precision.unwrap_or_default();
         let policy = *self.policy.read().unwrap_or_else(|e| e.into_inner());
-        let deployment = slot
-            .get_or_try_init(|| async {
-                let (dir, guard) = folder().await?;
-                let name = key.to_string();
-                let started = std::time::Instant::now();
-                let loaded = tokio::task::spawn_blocking(move || -> Result<EncoderDeployment, LoadError> {
-                    let options = EncoderOptions { precision, ..EncoderOptions::default() };
-                    let encoder = Arc::new(Encoder::load(&dir, options)?);
-                    drop(guard);
-                    let worker = WorkerHandle::spawn(&name, EncoderModel::new(encoder.clone()), policy)
-                        .map_err(LoadError::Worker)?;
-                    Ok(EncoderDeployment { key, precision, encoder, worker })
+        let load = async move {
+            let deployment = slot
+                .get_or_try_init(|| async {
+                    let (dir, guard) = folder().await?;
+                    let name = key.to_string();
+                    let started = std::time::Instant::now();
+                    let loaded = tokio::task::spawn_blocking(move || -> Result<EncoderDeployment, LoadError> {
+                        let options = EncoderOptions { precision, ..EncoderOptions::default() };
+                        let encoder = Arc::new(Encoder::load(&dir, options)?);
+                        drop(guard);
+                        let worker = WorkerHandle::spawn(&name, EncoderModel::new(encoder.clone()), policy)
+                            .map_err(LoadError::Worker)?;
+                        Ok(EncoderDeployment { key, precision, encoder, worker })
+                    })
+                    .await
+                    .map_err(|_| LoadError::Interrupted)??;
+                    tracing::info!(model = %loaded.key, seconds = started.elapsed().as_secs_f64(), "model loaded");
+                    Ok::<_, crate::DeployError>(Arc::new(loaded))
                 })
-                .await
-                .map_err(|_| LoadError::Interrupted)??;
-                tracing::info!(model = %loaded.key, seconds = started.elapsed().as_secs_f64(), "model loaded");
-                Ok::<_, crate::DeployError>(Arc::new(loaded))
-            })
-            .await?;
-        Ok(deployment.clone())
+                .await?;
+            Ok::<_, crate::DeployError>(deployment.clone())
+        };
+        // Callers that arrive while a load runs spawn a task each, which waits on the
+        // same cell: only one load runs.
+        tokio::spawn(load)
+            .await
+            .map_err(|_| crate::DeployError::Load(LoadError::Interrupted))?
     }
 
     /// Unloads a deployment; its worker stops once in-flight requests finish.

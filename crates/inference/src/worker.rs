@@ -70,12 +70,15 @@ struct Job<M: BatchModel> {
 pub struct WorkerHandle<M: BatchModel> {
     sender: mpsc::Sender<Job<M>>,
     in_flight: Arc<AtomicUsize>,
+    /// The policy's `max_batch_cost`; see [`WorkerHandle::max_batch_cost`].
+    max_batch_cost: usize,
 }
 
 impl<M: BatchModel> Clone for WorkerHandle<M> {
     fn clone(&self) -> Self {
         Self {
             sender: self.sender.clone(),
+            max_batch_cost: self.max_batch_cost,
             in_flight: self.in_flight.clone(),
         }
     }
@@ -99,7 +102,11 @@ impl<M: BatchModel> WorkerHandle<M> {
         warm_rx
             .recv()
             .map_err(|_| std::io::Error::other("the model failed during warm-up"))?;
-        Ok(Self { sender, in_flight })
+        Ok(Self {
+            sender,
+            in_flight,
+            max_batch_cost: policy.max_batch_cost,
+        })
     }
 
     /// Queues a request and waits for its result. Refuses at once when the queue is
@@ -119,6 +126,14 @@ impl<M: BatchModel> WorkerHandle<M> {
             Ok(result) => result.map_err(InferenceError::Failed),
             Err(_) => Err(InferenceError::Stopped),
         }
+    }
+
+    /// The largest cost the worker puts in one batch. A caller with more work than that
+    /// does better to queue it in parts of this size, one after another: other
+    /// callers' requests are batched between them, and when the caller goes away (a
+    /// deadline) the parts not yet started are never computed.
+    pub fn max_batch_cost(&self) -> usize {
+        self.max_batch_cost
     }
 
     /// Requests queued or being computed right now.

@@ -124,11 +124,19 @@ pub async fn create(
         .with_param("input"));
     }
     limits::charge_tokens(&state, &guard.principal, n_tokens).await?;
-    let vectors = deployment
-        .worker
-        .call(EmbedRequest { sequences })
-        .await
-        .map_err(serving::inference_error)?;
+    // In parts of at most one batch, one after another: other requests are batched
+    // between them, and if this request is abandoned (its deadline) the parts not yet
+    // started are not computed.
+    let mut vectors = Vec::with_capacity(sequences.len());
+    let budget = deployment.worker.max_batch_cost();
+    for part in (EmbedRequest { sequences }).split(budget) {
+        let part = deployment
+            .worker
+            .call(part)
+            .await
+            .map_err(serving::inference_error)?;
+        vectors.extend(part);
+    }
     metrics::counter!("charter_embedding_tokens_total").increment(n_tokens as u64);
     limits::meter(&state, &guard.principal, version.model.as_str(), n_tokens);
     let vault = privacy

@@ -565,3 +565,56 @@ async fn requests_past_the_server_limit_are_shed_at_once() {
         );
     }
 }
+
+/// A request abandoned at its deadline gives back what it held (checklist row 24): its
+/// tenant's place (with one place per tenant, the next request would otherwise get 429)
+/// and the model's worker, whose remaining batches of the abandoned input are skipped
+/// (otherwise the next request would wait behind seconds of them and time out too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gives_back_what_it_held() {
+    let config = api::ApiConfig {
+        request_timeout_secs: 3,
+        max_in_flight_per_tenant: Some(1),
+        ..api::ApiConfig::default()
+    };
+    let app = app_with(config).await;
+    app.tenant("slow").await;
+    let key = app.key("slow", "inference").await;
+    // Loading the model takes longer than the deadline; it goes on after a request
+    // that waited for it is abandoned.
+    let mut loaded = false;
+    for _ in 0..40 {
+        let warm = embed(&app, &key).await;
+        if warm.status == StatusCode::OK {
+            loaded = true;
+            break;
+        }
+        assert_eq!(error_code(&warm), "request_timeout", "{}", warm.text);
+    }
+    assert!(loaded, "the model never finished loading");
+
+    // Some twenty seconds of work on two cores (about 120 tokens each).
+    let long: Vec<String> = (0..2048)
+        .map(|i| format!("sentence {i} {}", "with many more words ".repeat(25)))
+        .collect();
+    let reply = app
+        .call(
+            Method::POST,
+            "/v1/embeddings",
+            Some(&key),
+            Some(json!({"model": "minilm", "input": long})),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(error_code(&reply), "request_timeout");
+    let slots = app.state.tenant_slots().unwrap();
+    assert_eq!(slots.in_flight(&TenantName::try_from("slow").unwrap()), 0);
+
+    let reply = embed(&app, &key).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
