@@ -67,7 +67,7 @@ pub async fn record_audit(
     };
     let action = format!(
         "http {} {}",
-        request.method(),
+        crate::method_name(request.method()),
         matched.as_deref().unwrap_or("(unmatched)")
     );
     let request_id = request

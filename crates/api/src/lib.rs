@@ -91,7 +91,7 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let method = method_name(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -100,6 +100,26 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     metrics::histogram!("charter_http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request's method as metrics labels and audit entries name it: a standard method
+/// by its name, any other `OTHER`. HTTP lets a client send any token as its method (up
+/// to the size of the request head), which would otherwise reach the log and the
+/// metrics raw, one new time series per distinct method.
+pub(crate) fn method_name(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// When a request's deadline ends: set by the audit layer, which reads small bodies

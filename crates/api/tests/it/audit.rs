@@ -91,6 +91,19 @@ async fn every_request_gets_exactly_one_entry_with_its_status() {
             "http GET /v1/tenants",
             Some("admin"),
         ),
+        // HTTP allows any token as a method: it is named OTHER, never stored raw.
+        (
+            app.call(
+                Method::from_bytes(b"JOHN.DOE-4111111111111111").unwrap(),
+                "/v1/tenants",
+                Some(&admin),
+                None,
+            )
+            .await,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "http OTHER /v1/tenants",
+            None,
+        ),
     ];
     // Request entries in request order; the change records of the set-up (tenant and
     // keys) are moved into the chain between them, at the writer's first seal.

@@ -406,9 +406,21 @@ fn serve_answers_http_and_stops_cleanly_on_sigterm() {
     assert!(body.contains("\"object\":\"list\""), "{body}");
     let (status, _) = http(&server.addr, "GET", "/v1/models", None, None).unwrap();
     assert_eq!(status, 401);
+    // HTTP allows any token as a method; it must not become a metrics label.
+    let (status, _) = http(
+        &server.addr,
+        "JOHN.DOE-4111111111111111",
+        "/v1/models",
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 405);
     let (status, body) = http(&server.addr, "GET", "/metrics", None, None).unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("charter_http_requests_total"), "{body}");
+    assert!(body.contains("method=\"OTHER\""), "{body}");
+    assert!(!body.contains("4111"), "{body}");
     stop(&mut server);
     // It stopped without an error logged (the audit writer once tried a last seal on
     // the closed store).
