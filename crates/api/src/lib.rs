@@ -75,7 +75,27 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(drop_foreign_request_id))
         .with_state(state)
+}
+
+/// Keeps a client's `x-request-id` only when it is one UUID; any other value is
+/// removed, so that [`SetRequestIdLayer`] gives the request a UUID of its own. The id
+/// is stored in audit entries and privacy records, which keep no free text a client
+/// wrote (an entry of the hash-chained log cannot be edited to erase a name or a card
+/// number), and is sent back on the response.
+async fn drop_foreign_request_id(mut request: Request) -> Request {
+    let mut ids = request.headers().get_all(&REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (Some(id), None) => id
+            .to_str()
+            .is_ok_and(|id| uuid::Uuid::try_parse(id).is_ok()),
+        _ => false,
+    };
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// The answer for a request whose handler panicked.

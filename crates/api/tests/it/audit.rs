@@ -529,3 +529,50 @@ async fn a_body_over_the_limit_is_recorded_as_413() {
         "the body was not read to its end"
     );
 }
+
+/// A client's own `x-request-id` is kept (echoed and recorded) only when it is one UUID.
+/// Free text there (a name, a card number, 10 kB of anything) would otherwise be stored
+/// in the audit log, where no erasure can reach it; such a request gets an id of its
+/// own instead.
+#[tokio::test]
+async fn only_a_uuid_is_kept_as_the_clients_request_id() {
+    let app = audited_app().await;
+    let admin = app.admin_key().await;
+    let send = |ids: Vec<String>| {
+        let mut request = axum::http::Request::builder()
+            .method(Method::GET)
+            .uri("/v1/tenants")
+            .header("authorization", format!("Bearer {admin}"));
+        for id in ids {
+            request = request.header("x-request-id", id);
+        }
+        app.send(request.body(axum::body::Body::empty()).unwrap())
+    };
+    let id_of = |reply: &Reply| -> String {
+        reply.headers["x-request-id"].to_str().unwrap().to_owned()
+    };
+
+    let uuid = "0b6e2c1e-8f6e-4c4a-9d55-3f0a2b7c9e11".to_owned();
+    let reply = send(vec![uuid.clone()]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(id_of(&reply), uuid);
+    let recorded = entry(&app, receipt_of(&reply)).await;
+    assert_eq!(recorded.entry.request_id.as_deref(), Some(uuid.as_str()));
+
+    for ids in [
+        vec!["john.doe@example.com 4111 1111 1111 1111".to_owned()],
+        vec!["a".repeat(10_000)],
+        vec!["0b6e2c1e".to_owned()],
+        vec![uuid.clone(), "4111 1111 1111 1111".to_owned()],
+    ] {
+        let reply = send(ids.clone()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let given = id_of(&reply);
+        assert!(!ids.contains(&given), "{given}");
+        assert!(uuid::Uuid::try_parse(&given).is_ok(), "{given}");
+        let recorded = entry(&app, receipt_of(&reply)).await;
+        assert_eq!(recorded.entry.request_id.as_deref(), Some(given.as_str()));
+    }
+    let all = app.store.audit_entries(1, 100_000).await.unwrap();
+    assert!(all.iter().all(|r| !format!("{r:?}").contains("4111")));
+}
