@@ -39,6 +39,15 @@ pub struct AuditResource(pub String);
 /// names the resource with [`AuditResource`], only their template is recorded.
 const PRIVATE_PATHS: &[&str] = &["/v1/subjects/{id}"];
 
+/// A path made of what names, versions and ids are made of (ASCII letters, digits and
+/// `/`, `.`, `_`, `:`, `-`), of at most 256 bytes: safe to keep in the audit log as it is.
+fn is_plain_path(path: &str) -> bool {
+    path.len() <= 256
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._:_-".contains(&b))
+}
+
 /// Middleware: records the request in the audit log, or answers 503.
 pub async fn record_audit(
     State(state): State<AppState>,
@@ -59,10 +68,19 @@ pub async fn record_audit(
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
     // The raw path of an unmatched request is whatever the client typed, so only
-    // matched paths (names and ids of resources) are kept.
+    // matched paths (names and ids of resources) are kept, and only when they look
+    // like names and ids: a path parameter the handler will refuse (an e-mail address,
+    // a number with spaces, kilobytes of text) is recorded as its route's template.
     let resource = match matched.as_deref() {
         Some(template) if PRIVATE_PATHS.contains(&template) => template.to_owned(),
-        Some(_) => request.uri().path().to_owned(),
+        Some(template) => {
+            let path = request.uri().path();
+            if is_plain_path(path) {
+                path.to_owned()
+            } else {
+                template.to_owned()
+            }
+        }
         None => String::new(),
     };
     let action = format!(

@@ -104,6 +104,14 @@ async fn every_request_gets_exactly_one_entry_with_its_status() {
             "http OTHER /v1/tenants",
             None,
         ),
+        // A path parameter that is no name: the route's template is recorded.
+        (
+            app.get("/v1/registry/models/john.doe%40example.com", &admin)
+                .await,
+            StatusCode::BAD_REQUEST,
+            "http GET /v1/registry/models/{name}",
+            Some("admin"),
+        ),
     ];
     // Request entries in request order; the change records of the set-up (tenant and
     // keys) are moved into the chain between them, at the writer's first seal.
@@ -137,6 +145,11 @@ async fn every_request_gets_exactly_one_entry_with_its_status() {
         entry(&app, request_seqs[3]).await.entry.resource,
         "",
         "unmatched paths are not kept"
+    );
+    assert_eq!(
+        entry(&app, request_seqs[7]).await.entry.resource,
+        "/v1/registry/models/{name}",
+        "a path parameter that is no name is not kept"
     );
     // Exactly one entry per request; the rest are the three set-up changes.
     let all = app.store.audit_entries(1, 100_000).await.unwrap();
@@ -548,9 +561,8 @@ async fn only_a_uuid_is_kept_as_the_clients_request_id() {
         }
         app.send(request.body(axum::body::Body::empty()).unwrap())
     };
-    let id_of = |reply: &Reply| -> String {
-        reply.headers["x-request-id"].to_str().unwrap().to_owned()
-    };
+    let id_of =
+        |reply: &Reply| -> String { reply.headers["x-request-id"].to_str().unwrap().to_owned() };
 
     let uuid = "0b6e2c1e-8f6e-4c4a-9d55-3f0a2b7c9e11".to_owned();
     let reply = send(vec![uuid.clone()]).await;
