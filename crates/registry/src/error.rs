@@ -37,6 +37,8 @@ pub enum ImportError {
     UnsafePath { path: String, reason: String },
     #[error("'{path}' appears twice in the upload")]
     DuplicateEntry { path: String },
+    #[error("'{path}' clashes with a file of the same name earlier in the upload")]
+    ConflictingEntry { path: String },
     #[error("more than {limit} files")]
     TooManyFiles { limit: usize },
     #[error("'{path}' changed while it was being imported")]

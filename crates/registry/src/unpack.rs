@@ -90,8 +90,19 @@ pub(crate) fn unpack(reader: impl Read, dest: &Path, max_bytes: u64) -> Result<(
         }
         let relative = safe_relative_path(&raw_path)?;
         let target = dest.join(&relative);
+        // A directory where an earlier entry put a file is the uploader's error.
+        let make_dirs = |dir: &Path| {
+            fs::create_dir_all(dir).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+                    RegistryError::from(ImportError::ConflictingEntry {
+                        path: relative.clone(),
+                    })
+                }
+                _ => e.into(),
+            })
+        };
         if kind == "directory" {
-            fs::create_dir_all(&target)?;
+            make_dirs(&target)?;
             continue;
         }
         n_files += 1;
@@ -99,7 +110,7 @@ pub(crate) fn unpack(reader: impl Read, dest: &Path, max_bytes: u64) -> Result<(
             return Err(ImportError::TooManyFiles { limit: MAX_FILES }.into());
         }
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+            make_dirs(parent)?;
         }
         // create_new: a second entry with the same path must not replace the first.
         let mut file = match File::options().write(true).create_new(true).open(&target) {

@@ -219,3 +219,52 @@ async fn size_cap_and_garbage_are_refused() {
         .await
         .unwrap();
 }
+
+/// Entries that clash with earlier ones (a file, then a path beneath it; a file, then a
+/// directory of the same name) are the uploader's error: refused as such, naming the
+/// entry, not failed as a server error.
+#[tokio::test]
+async fn entries_that_clash_with_earlier_ones_are_refused() {
+    let t = TestRegistry::sqlite().await;
+    let folder = t.folder("tiny");
+    write_tiny_model(&folder, 1);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "config.json/inner.txt",
+            raw_entry("config.json/inner.txt", tar::EntryType::Regular, None, b"x"),
+        ),
+        (
+            "a file, then a path beneath it",
+            [
+                raw_entry("notes", tar::EntryType::Regular, None, b"x"),
+                raw_entry("notes/deeper/file.txt", tar::EntryType::Regular, None, b"y"),
+            ]
+            .concat(),
+        ),
+        (
+            "a file, then a directory of the same name",
+            [
+                raw_entry("extra", tar::EntryType::Regular, None, b"x"),
+                raw_entry("extra/", tar::EntryType::Directory, None, b""),
+            ]
+            .concat(),
+        ),
+    ];
+    for (what, bad) in cases {
+        let archive = with_bad_entry(&folder, bad);
+        let result = t
+            .registry
+            .import_tar(
+                std::io::Cursor::new(archive),
+                request("acme", "clash"),
+                10 << 20,
+            )
+            .await;
+        match result {
+            Err(RegistryError::Invalid(ImportError::ConflictingEntry { path })) => {
+                assert!(!path.starts_with('/'), "{what}: {path}");
+            }
+            other => panic!("{what}: expected a refusal naming the entry, got {other:?}"),
+        }
+    }
+}
