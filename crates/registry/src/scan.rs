@@ -119,9 +119,17 @@ fn walk_into(
 
 /// A path component is safe when it is a plain name: no separators, no `.`/`..`, no
 /// control characters.
+/// The longest file or directory name accepted: what Linux file systems store.
+const MAX_NAME_BYTES: usize = 255;
+/// The longest relative path accepted, far below `PATH_MAX` once under the server's
+/// own directories.
+const MAX_PATH_BYTES: usize = 1024;
+
 fn check_component(name: &str, relative: &str) -> Result<(), ImportError> {
     let reason = if name.is_empty() || name == "." || name == ".." {
         Some("'.' and '..' are not allowed")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("a name longer than 255 bytes is not allowed")
     } else if name.contains(['/', '\\']) {
         Some("separators inside a name are not allowed")
     } else if name.chars().any(char::is_control) {
@@ -166,7 +174,11 @@ pub(crate) fn safe_relative_path(path: &Path) -> Result<String, ImportError> {
     if parts.is_empty() {
         return Err(unsafe_path("the path is empty"));
     }
-    Ok(parts.join("/"))
+    let joined = parts.join("/");
+    if joined.len() > MAX_PATH_BYTES {
+        return Err(unsafe_path("a path longer than 1024 bytes is not allowed"));
+    }
+    Ok(joined)
 }
 
 /// Checks every file by name and content; refuses the folder at the first problem.

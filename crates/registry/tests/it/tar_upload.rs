@@ -268,3 +268,42 @@ async fn entries_that_clash_with_earlier_ones_are_refused() {
         }
     }
 }
+
+/// Names too long for the file system (GNU long-name entries make them possible) are
+/// refused as unsafe paths, not failed as a server error.
+#[tokio::test]
+async fn overlong_names_are_refused() {
+    let t = TestRegistry::sqlite().await;
+    let folder = t.folder("tiny");
+    write_tiny_model(&folder, 1);
+    let long_name = format!("{}/x.txt", "n".repeat(300));
+    // Eleven directories of 100 bytes: 1,116 bytes in all, each name short enough.
+    let deep_path = format!("{}x.txt", format!("{}/", "d".repeat(100)).repeat(11));
+    for name in [long_name, deep_path] {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append_dir_all(".", &folder).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder.append_data(&mut header, &name, &b"x"[..]).unwrap();
+        let archive = builder.into_inner().unwrap();
+        let result = t
+            .registry
+            .import_tar(
+                std::io::Cursor::new(archive),
+                request("acme", "long"),
+                10 << 20,
+            )
+            .await;
+        match result {
+            Err(RegistryError::Invalid(ImportError::UnsafePath { reason, .. })) => {
+                assert!(reason.contains("longer than"), "{reason}");
+            }
+            other => panic!(
+                "{} bytes: expected an unsafe path, got {other:?}",
+                name.len()
+            ),
+        }
+    }
+}
