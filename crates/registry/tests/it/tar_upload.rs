@@ -48,6 +48,21 @@ fn with_bad_entry(folder: &Path, bad: Vec<u8>) -> Vec<u8> {
     archive
 }
 
+/// Imports `archive` as acme's model `name`, with a 10 MiB cap.
+async fn import(
+    t: &TestRegistry,
+    archive: Vec<u8>,
+    name: &str,
+) -> Result<store::VersionRecord, RegistryError> {
+    t.registry
+        .import_tar(
+            std::io::Cursor::new(archive),
+            request("acme", name),
+            10 << 20,
+        )
+        .await
+}
+
 #[tokio::test]
 async fn good_archives_import() {
     let t = TestRegistry::sqlite().await;
@@ -129,14 +144,7 @@ async fn hostile_archives_are_refused_without_writing_outside() {
     ];
     for (what, bad) in cases {
         let archive = with_bad_entry(&folder, bad);
-        let result = t
-            .registry
-            .import_tar(
-                std::io::Cursor::new(archive),
-                request("acme", "evil"),
-                10 << 20,
-            )
-            .await;
+        let result = import(&t, archive, "evil").await;
         let error = match result {
             Err(RegistryError::Invalid(error)) => error,
             other => panic!("{what}: expected a refusal, got {other:?}"),
@@ -252,14 +260,7 @@ async fn entries_that_clash_with_earlier_ones_are_refused() {
     ];
     for (what, bad) in cases {
         let archive = with_bad_entry(&folder, bad);
-        let result = t
-            .registry
-            .import_tar(
-                std::io::Cursor::new(archive),
-                request("acme", "clash"),
-                10 << 20,
-            )
-            .await;
+        let result = import(&t, archive, "clash").await;
         match result {
             Err(RegistryError::Invalid(ImportError::ConflictingEntry { path })) => {
                 assert!(!path.starts_with('/'), "{what}: {path}");
@@ -288,14 +289,7 @@ async fn overlong_names_are_refused() {
         header.set_entry_type(tar::EntryType::Regular);
         builder.append_data(&mut header, &name, &b"x"[..]).unwrap();
         let archive = builder.into_inner().unwrap();
-        let result = t
-            .registry
-            .import_tar(
-                std::io::Cursor::new(archive),
-                request("acme", "long"),
-                10 << 20,
-            )
-            .await;
+        let result = import(&t, archive, "long").await;
         match result {
             Err(RegistryError::Invalid(ImportError::UnsafePath { reason, .. })) => {
                 assert!(reason.contains("longer than"), "{reason}");
