@@ -45,7 +45,7 @@ fn is_plain_path(path: &str) -> bool {
     path.len() <= 256
         && path
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._:_-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"/._:-".contains(&b))
 }
 
 /// Middleware: records the request in the audit log, or answers 503.

@@ -15,6 +15,15 @@ impl EmbedRequest {
     /// Splits the request, in order, into parts of at most `max_tokens` tokens each (a
     /// longer sequence goes alone), for [`crate::WorkerHandle::max_batch_cost`].
     pub fn split(self, max_tokens: usize) -> Vec<EmbedRequest> {
+        // Most requests fit one batch: hand them on as they are.
+        let tokens: usize = self.sequences.iter().map(Vec::len).sum();
+        if tokens <= max_tokens {
+            return if self.sequences.is_empty() {
+                Vec::new()
+            } else {
+                vec![self]
+            };
+        }
         let mut parts = Vec::new();
         let mut part = Vec::new();
         let mut tokens = 0;

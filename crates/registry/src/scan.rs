@@ -117,14 +117,14 @@ fn walk_into(
     Ok(())
 }
 
-/// A path component is safe when it is a plain name: no separators, no `.`/`..`, no
-/// control characters.
 /// The longest file or directory name accepted: what Linux file systems store.
 const MAX_NAME_BYTES: usize = 255;
 /// The longest relative path accepted, far below `PATH_MAX` once under the server's
 /// own directories.
 const MAX_PATH_BYTES: usize = 1024;
 
+/// A path component is safe when it is a plain name: no separators, no `.`/`..`, no
+/// control characters, at most [`MAX_NAME_BYTES`].
 fn check_component(name: &str, relative: &str) -> Result<(), ImportError> {
     let reason = if name.is_empty() || name == "." || name == ".." {
         Some("'.' and '..' are not allowed")

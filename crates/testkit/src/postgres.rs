@@ -129,14 +129,17 @@ impl TempPostgres {
     /// when a database is restarted or fails over), keeping its data for
     /// [`TempPostgres::start_again`].
     pub fn stop(&self) -> anyhow::Result<()> {
-        let out = self
-            .command("pg_ctl")
+        let out = self.pg_ctl_stop("fast").context("running pg_ctl stop")?;
+        check(out, "pg_ctl stop")
+    }
+
+    /// `pg_ctl stop` in `mode`, waiting for the server to go.
+    fn pg_ctl_stop(&self, mode: &str) -> std::io::Result<Output> {
+        self.command("pg_ctl")
             .arg("-D")
             .arg(self.root().join("data"))
-            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .args(["-m", mode, "-w", "-t", "60", "stop"])
             .output()
-            .context("running pg_ctl stop")?;
-        check(out, "pg_ctl stop")
     }
 
     /// Starts the server stopped by [`TempPostgres::stop`] again, on the same port.
@@ -230,15 +233,9 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let data = dir.path().join("data");
+        if self.dir.is_some() {
             // Immediate mode: the data is thrown away, so there is nothing to flush.
-            let result = self
-                .command("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .args(["-m", "immediate", "-w", "-t", "30", "stop"])
-                .output();
+            let result = self.pg_ctl_stop("immediate");
             if let Ok(out) = &result {
                 if !out.status.success() {
                     eprintln!(

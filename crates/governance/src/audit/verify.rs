@@ -1,7 +1,7 @@
 //! Verification of a whole log (from the store or from an export file), and export.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{BufRead as _, Write};
 
 use crypto::merkle::{leaf_hash, Checkpoint, CompactRange, Hash};
 use crypto::signing::{Signature, VerifyingKey};
@@ -380,16 +380,22 @@ pub fn verify_export(
     };
     let mut checkpoints = Vec::new();
     let mut named_key = None;
-    for_each_line(open()?, |line| {
-        match line {
+    // The first read wants only the checkpoints and the key: entry lines are told by
+    // their type alone and fully read (and checked) by the second.
+    for (number, line) in open()?.lines().enumerate() {
+        let line =
+            line.map_err(|e| AuditError::Malformed(format!("export line {}: {e}", number + 1)))?;
+        if line.trim().is_empty() || line_type(&line, number + 1)? == "entry" {
+            continue;
+        }
+        match parse_line(&line, number + 1)? {
             ExportLine::Entry(_) => {}
             checkpoint @ ExportLine::Checkpoint { .. } => {
                 checkpoints.extend(checkpoint_record(checkpoint));
             }
             ExportLine::PublicKey { pem } => named_key = Some(pem),
         }
-        Ok(())
-    })?;
+    }
     let (key, from_export) = match (key, named_key) {
         (Some(key), _) => (key, false),
         (None, Some(pem)) => (VerifyingKey::from_public_key_pem(&pem)?, true),
@@ -432,6 +438,18 @@ fn for_each_line(
         visit(parse_line(&line, number + 1)?)?;
     }
     Ok(())
+}
+
+/// The `type` of an export line, without reading the rest of it into values.
+fn line_type(line: &str, number: usize) -> Result<String, AuditError> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_str::<Typed>(line)
+        .map(|typed| typed.kind)
+        .map_err(|e| AuditError::Malformed(format!("export line {number}: {e}")))
 }
 
 fn parse_line(line: &str, number: usize) -> Result<ExportLine, AuditError> {
